@@ -1,0 +1,11 @@
+#include "common.h"
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  tslayer::RegisterMount(env, exports);
+  tslayer::RegisterXattr(env, exports);
+  tslayer::RegisterFsOps(env, exports);
+  tslayer::RegisterBtrfs(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(tslayer, Init)
