@@ -1,4 +1,4 @@
-import { getSystemErrorName } from 'node:util';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 
 export interface SysCallError extends Error {
   code: string;
@@ -33,8 +33,9 @@ export function sysError(err: Error, negErrno: number, syscall: string, path?: s
 }
 
 function describe(errno: number): string {
-  // util has no strerror; the code name plus the syscall and path is what fs errors show.
-  return DESCRIPTIONS[errno] ?? `errno ${errno}`;
+  // util has no strerror; libuv's table (what fs errors show) covers the rest, but its
+  // text for some codes is socket-specific, so the table below takes precedence.
+  return DESCRIPTIONS[errno] ?? getSystemErrorMap().get(-errno)?.[1] ?? `errno ${errno}`;
 }
 
 const DESCRIPTIONS: Record<number, string> = {

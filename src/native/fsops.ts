@@ -46,15 +46,33 @@ export async function lchown(path: string, uid: number, gid: number): Promise<vo
 
 /** Sets atime and mtime (nanoseconds as bigint) without following a final symlink. */
 export async function lutimesNs(path: string, atimeNs: bigint, mtimeNs: bigint): Promise<void> {
-  const sec = (ns: bigint) => Number(ns / 1_000_000_000n);
-  const nsec = (ns: bigint) => Number(ns % 1_000_000_000n);
-  await check(binding.lutimes(path, sec(atimeNs), nsec(atimeNs), sec(mtimeNs), nsec(mtimeNs)), 'utimensat', path);
+  const [aSec, aNsec] = splitNs(atimeNs);
+  const [mSec, mNsec] = splitNs(mtimeNs);
+  await check(binding.lutimes(path, aSec, aNsec, mSec, mNsec), 'utimensat', path);
 }
 
 /** Sets atime and mtime (Date or seconds) without following a final symlink. */
 export async function lutimes(path: string, atime: Date | number, mtime: Date | number): Promise<void> {
-  const ns = (t: Date | number) => BigInt(Math.round((typeof t === 'number' ? t * 1000 : t.getTime()) * 1e6));
-  await lutimesNs(path, ns(atime), ns(mtime));
+  await lutimesNs(path, toNs(atime), toNs(mtime));
+}
+
+// (seconds, nanoseconds) with 0 <= nanoseconds < 1e9, as utimensat requires, also before 1970.
+function splitNs(ns: bigint): [number, number] {
+  let sec = ns / 1_000_000_000n;
+  let nsec = ns % 1_000_000_000n;
+  if (nsec < 0n) {
+    nsec += 1_000_000_000n;
+    sec -= 1n;
+  }
+  return [Number(sec), Number(nsec)];
+}
+
+// Exact for Dates (whole ms) and whole seconds; a fractional second is rounded to the ns.
+// (Multiplying a current time in ms by 1e6 as a double would lose the low digits.)
+function toNs(t: Date | number): bigint {
+  if (t instanceof Date) return BigInt(t.getTime()) * 1_000_000n;
+  const sec = Math.floor(t);
+  return BigInt(sec) * 1_000_000_000n + BigInt(Math.round((t - sec) * 1e9));
 }
 
 export interface OpenHow {
