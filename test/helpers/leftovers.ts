@@ -104,9 +104,12 @@ export function forceCleanup(dir: string): Leftovers {
       // already gone, or covered by one we unmounted first
     }
   }
-  for (const l of loopDevicesUnder(dir)) {
+  // Detach the devices found before unmounting: once a mount is lazily detached, the
+  // backing file's path no longer shows as under `dir`.
+  const devices = new Set([...found.loops, ...loopDevicesUnder(dir)].map((l) => l.device));
+  for (const device of devices) {
     try {
-      execFileSync('losetup', ['--detach', l.device], { stdio: 'ignore' });
+      execFileSync('losetup', ['--detach', device], { stdio: 'ignore' });
     } catch {
       // detached meanwhile
     }
