@@ -1,0 +1,13 @@
+// The library entry (package.json "exports"): a flat list of re-exports, one module per line.
+// Add a line when a module becomes public; keep names unique across modules.
+export { Store, defaultRoot, DEFAULT_ROOT } from './store.js';
+export * from './errors.js';
+export * from './content/index.js';
+export * from './metadata/index.js';
+export * from './image/digest.js';
+export * from './image/mediatype.js';
+export type * from './image/descriptor.js';
+export * from './image/reference.js';
+export * from './image/chainid.js';
+export * from './registry/index.js';
+export * from './registry/platform.js';
