@@ -29,6 +29,11 @@ export interface FetchBlobOptions {
   prefix?: Readable;
   /** A hash (of the blob's algorithm) already fed with the first `offset` bytes. */
   hash?: Hash;
+  /**
+   * Check the digest at the end (default true). With false only the size is checked, and an
+   * offset needs no prefix: for a caller that hashes the whole itself (a resumable ingest).
+   */
+  verify?: boolean;
   /** Called with the number of bytes of the blob had so far (offset included), after each chunk. */
   onProgress?: (bytes: number) => void;
 }
@@ -60,6 +65,7 @@ export class BlobStream extends Readable {
   private pos: number;
   /** Bytes the caller already has (the requested offset). */
   private readonly prefixLength: number;
+  private readonly verify: boolean;
   private res: IncomingMessage | undefined;
   private connecting = false;
   private started = false;
@@ -79,14 +85,15 @@ export class BlobStream extends Readable {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > p.desc.size) {
       throw new TslayerError('INVALID_ARGUMENT', `offset ${offset} is outside blob ${p.desc.digest} of ${p.desc.size} bytes`);
     }
-    if (offset > 0 && !p.options?.prefix && !p.options?.hash) {
+    this.verify = p.options?.verify ?? true;
+    if (offset > 0 && this.verify && !p.options?.prefix && !p.options?.hash) {
       throw new TslayerError(
         'INVALID_ARGUMENT',
         `resuming blob ${p.desc.digest} at ${offset} needs its first ${offset} bytes (prefix) or their hash to verify the whole`,
       );
     }
     this.hash = p.options?.hash ?? createHash(digestAlgorithm(p.desc.digest));
-    this.prefix = p.options?.hash ? undefined : p.options?.prefix;
+    this.prefix = p.options?.hash || !this.verify ? undefined : p.options?.prefix;
     this.pos = this.prefix ? 0 : offset;
     this.prefixLength = offset;
   }
@@ -200,7 +207,7 @@ export class BlobStream extends Readable {
         this.fail(new TslayerError('EBADSIZE', `${this.source}: blob ${this.desc.digest} is longer than its descriptor's ${this.desc.size} bytes`));
         return;
       }
-      this.hash.update(b);
+      if (this.verify) this.hash.update(b);
       this.pos += b.length;
       this.failures = 0; // progress made: the next break gets a full set of retries
       this.onProgress?.(this.pos);
@@ -236,7 +243,7 @@ export class BlobStream extends Readable {
 
   private finish(): void {
     const got = `${digestAlgorithm(this.desc.digest)}:${this.hash.digest('hex')}` as Digest;
-    if (got !== this.desc.digest) {
+    if (this.verify && got !== this.desc.digest) {
       this.fail(new TslayerError('EINTEGRITY', `${this.source}: blob digest mismatch: expected ${this.desc.digest}, got ${got}`));
       return;
     }
