@@ -233,7 +233,8 @@ class IngestWriter implements Ingest {
       await data.close();
     }
     const blob = this.host.blobPath(found);
-    await mkdir(dirname(blob), { recursive: true });
+    const made = await mkdir(dirname(blob), { recursive: true });
+    if (made !== undefined) await fsyncDir(dirname(made)); // first blob of its algorithm: persist the new directory
     await moveIntoPlace(join(this.dir, DATA), blob);
     await fsyncDir(dirname(blob));
     await removeIngest(this.dir, this.lock);

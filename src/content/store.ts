@@ -81,6 +81,18 @@ export class ContentStore implements IngestHost {
    * its lock), `source` is drained and the existing blob is returned.
    */
   async put(source: Readable, expected: Expected, opts: { signal?: AbortSignal } = {}): Promise<BlobInfo> {
+    // While we wait for another writer's lock nothing consumes `source`; an error it emits
+    // meanwhile must not go unhandled (pipeline/finished below still see it: it stays `errored`).
+    const ignore = () => {};
+    source.on('error', ignore);
+    try {
+      return await this.#put(source, expected, opts);
+    } finally {
+      source.off('error', ignore);
+    }
+  }
+
+  async #put(source: Readable, expected: Expected, opts: { signal?: AbortSignal }): Promise<BlobInfo> {
     let ingest: Ingest;
     try {
       ingest = await openIngest(this, expected.digest, expected, { restart: true, signal: opts.signal });
@@ -109,7 +121,7 @@ export class ContentStore implements IngestHost {
    * Throws ALREADY_EXISTS when the blob is already in the store: callers skip the download.
    * `offset` of the result says how many bytes an earlier attempt left staged.
    */
-  openIngest(ref: string, expected: Expected, opts?: OpenIngestOptions): Promise<Ingest> {
+  async openIngest(ref: string, expected: Expected, opts?: OpenIngestOptions): Promise<Ingest> {
     parseDigest(expected.digest, 'expected digest');
     return openIngest(this, ref, expected, opts);
   }

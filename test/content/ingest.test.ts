@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdir, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ContentStore } from '../../src/content/index.js';
 import { TslayerError } from '../../src/errors.js';
@@ -199,6 +200,21 @@ describe('content ingest', () => {
     setTimeout(() => ac.abort(), 30);
     await assert.rejects(waiter, { name: 'AbortError' });
     await first.abort();
+  });
+
+  it('put waiting for another writer passes on an error its source emits meanwhile', async () => {
+    const s = fresh();
+    const data = seededBytes('j', 1000);
+    const digest = sha256(data);
+    const holder = await s.openIngest(digest, { digest });
+    const src = new Readable({ read() {} });
+    const put = s.put(src, { digest });
+    await new Promise((r) => setTimeout(r, 20));
+    src.destroy(new Error('connection reset while queued'));
+    await holder.close();
+    await assert.rejects(put, /connection reset while queued/);
+    assert.deepEqual(await ingestEntries(s), [], 'put dropped the staged bytes it took over');
+    assert.equal(await s.has(digest), false);
   });
 
   it('ingests() reports each partial ingest with its ref, expected digest and offset', async () => {

@@ -88,6 +88,19 @@ describe('content store', () => {
     assert.deepEqual(await entries(s, 'blobs/sha256'), [digest.slice(7)]);
   });
 
+  it('concurrent puts of one digest in one process leave one blob and all return it', async () => {
+    const s = fresh();
+    const size = 2 * 1024 * 1024;
+    const digest = sha256(seededBytes('same', size));
+    const results = await Promise.all(
+      Array.from({ length: 6 }, () => s.put(seededStream('same', size, 50_000), { digest, size })),
+    );
+    for (const r of results) assert.deepEqual(r, { digest, size });
+    assert.deepEqual(await entries(s, 'blobs/sha256'), [digest.slice(7)]);
+    assert.deepEqual(await entries(s, 'ingest'), []);
+    await s.verify(digest);
+  });
+
   it('put with the wrong digest fails EINTEGRITY naming both digests and leaves nothing in blobs/ or ingest/', async () => {
     const s = fresh();
     const data = seededBytes('bad', 10_000);
