@@ -141,7 +141,9 @@ export function createProgress(stream: OutStream): Progress {
     stop() {
       if (stopped) return;
       stopped = true;
-      multi?.stop();
+      if (!multi) return;
+      multi.update(); // flushes lines queued by log(); stop() alone would drop them
+      multi.stop();
     },
   };
 }
