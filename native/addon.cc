@@ -1,10 +1,15 @@
 #include "common.h"
 
+namespace tslayer {
+void RegisterScan(Napi::Env env, Napi::Object exports);  // scan.cc
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tslayer::RegisterMount(env, exports);
   tslayer::RegisterXattr(env, exports);
   tslayer::RegisterFsOps(env, exports);
   tslayer::RegisterBtrfs(env, exports);
+  tslayer::RegisterScan(env, exports);
   return exports;
 }
 

@@ -32,6 +32,7 @@ export interface RawBinding {
   subvolDestroy(parentDir: string, name: string): Raw;
   subvolGetReadonly(path: string): Raw;
   subvolSetReadonly(path: string, readonly: boolean): Raw;
+  scanDir(path: string, withXattrs: boolean): Promise<unknown>;
   fsConstants: Record<string, number>;
 }
 

@@ -3,4 +3,5 @@ export * from './mount.js';
 export * from './xattr.js';
 export * from './fsops.js';
 export * from './btrfs.js';
+export * from './scan.js';
 export type { SysCallError } from './errno.js';
