@@ -109,9 +109,10 @@ export async function openIngest(
     }
     const meta = await readMeta(dir);
     const resume = !opts.restart && meta !== null && meta.ref === ref && meta.digest === expected.digest;
-    if (!resume) {
-      const fresh: Meta = { ref, digest: expected.digest, size: expected.size, startedAt: new Date().toISOString() };
-      await writeFile(join(dir, META), JSON.stringify(fresh));
+    if (!resume || meta.size !== expected.size) {
+      const startedAt = resume ? meta.startedAt : new Date().toISOString();
+      const next: Meta = { ref, digest: expected.digest, size: expected.size, startedAt };
+      await writeFile(join(dir, META), JSON.stringify(next));
     }
     data = await open(join(dir, DATA), constants.O_RDWR | constants.O_CREAT | (resume ? 0 : constants.O_TRUNC), 0o644);
     const hasher = createHasher(expected.digest ? digestAlgorithm(expected.digest) : 'sha256');

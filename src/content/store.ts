@@ -93,20 +93,28 @@ export class ContentStore implements IngestHost {
   }
 
   async #put(source: Readable, expected: Expected, opts: { signal?: AbortSignal }): Promise<BlobInfo> {
-    let ingest: Ingest;
-    try {
-      ingest = await openIngest(this, expected.digest, expected, { restart: true, signal: opts.signal });
-    } catch (e) {
-      if (!(e instanceof TslayerError && e.code === 'ALREADY_EXISTS')) throw e;
-      source.resume();
-      await finished(source);
-      const have = await this.stat(expected.digest);
-      if (expected.size !== undefined && have.size !== expected.size) {
-        throw sizeError(expected.digest, expected.size, have.size);
+    for (;;) {
+      let ingest: Ingest;
+      try {
+        ingest = await openIngest(this, expected.digest, expected, { restart: true, signal: opts.signal });
+      } catch (e) {
+        if (!(e instanceof TslayerError && e.code === 'ALREADY_EXISTS')) throw e;
+        // Stat before draining: if a concurrent delete removed the blob meanwhile, the
+        // source is still unread and we simply ingest it after all.
+        const have = await this.stat(expected.digest).catch((e2) => {
+          if (e2 instanceof TslayerError && e2.code === 'NOT_FOUND') return null;
+          throw e2;
+        });
+        if (have === null) continue;
+        source.resume();
+        await finished(source);
+        if (expected.size !== undefined && have.size !== expected.size) {
+          throw sizeError(expected.digest, expected.size, have.size);
+        }
+        return have;
       }
-      return have;
+      return this.#fill(ingest, source);
     }
-    return this.#fill(ingest, source);
   }
 
   /** For producers that don't know the digest in advance: sha256 is computed while writing. */
