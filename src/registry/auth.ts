@@ -97,6 +97,11 @@ export class Authenticator {
     return this.fetchToken(registry, host, repository, [...new Set([...scopes, ...extra])], challenge, scopes);
   }
 
+  /** The user name we authenticate as for this repository (undefined: anonymous). */
+  async username(registry: string, repository: string): Promise<string | undefined> {
+    return (await this.credentials?.get(registry, repository))?.username;
+  }
+
   private async basicHeader(registry: string, host: string, repository: string): Promise<string> {
     const cred = await this.credentials?.get(registry, repository);
     if (!cred) {

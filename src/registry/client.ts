@@ -334,8 +334,14 @@ export class RegistryClient {
       authorization = await this.auth.onChallenge(ref.registry, host, ref.repository, scopes, www, authorization);
       res = await attempt();
       if (res.status === 401) {
-        res.body.resume();
-        throw new TslayerError('UNAUTHORIZED', `unauthorized: ${ref.registry} refused access to ${ref.repository} (${req.method} ${url.pathname})`);
+        const detail = await errorDetail(res);
+        const user = await this.auth.username(ref.registry, ref.repository);
+        const who = user !== undefined ? `user "${user}"` : 'anonymous access (no credentials found)';
+        const how = authorization?.startsWith('Basic ') ? 'rejected the credentials of' : 'refused the token it issued to';
+        throw new TslayerError(
+          'UNAUTHORIZED',
+          `unauthorized: ${ref.registry} ${how} ${who} for ${req.method} ${ref.repository}${detail}`,
+        );
       }
     }
     if (res.status === 403) {

@@ -462,7 +462,10 @@ export async function pushLayout(
 ): Promise<void> {
   const args = ['copy', '--dest-tls-verify=false', '--quiet'];
   if (opts.all) args.push('--all');
+  // --preserve-digests pushes the layout's blobs as they are (skopeo would gzip uncompressed
+  // layers); a format conversion changes the manifest's digest, so it cannot go with it.
   if (opts.format) args.push('--format', opts.format);
+  else args.push('--preserve-digests');
   if (opts.creds) args.push('--dest-creds', opts.creds);
   args.push(`oci:${layoutDir}:${opts.tag ?? 'latest'}`, `docker://${dest}`);
   await skopeo(args);
@@ -525,6 +528,13 @@ export async function startCuttingProxy(
         cutsLeft--;
         rec.cut = true;
         let sent = 0;
+        if (opts.cutAfterBytes <= 0) {
+          // Headers only, then drop the connection.
+          upRes.destroy();
+          res.flushHeaders();
+          setImmediate(() => res.socket?.destroy());
+          return;
+        }
         upRes.on('data', (chunk: Buffer) => {
           if (sent >= opts.cutAfterBytes) return;
           const part = chunk.subarray(0, opts.cutAfterBytes - sent);
