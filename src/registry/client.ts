@@ -117,8 +117,10 @@ export class RegistryClient {
         await this.completeUpload(ref, desc, location, opts.chunkSize !== undefined ? undefined : open);
         return;
       } catch (e) {
-        // A monolithic PUT that broke cannot be continued: start a new upload session.
-        if (opts.chunkSize === undefined && attempt < this.retries && e instanceof TslayerError && e.code === 'UNAVAILABLE') {
+        // A monolithic PUT that broke cannot be continued, and a chunked upload whose session
+        // the registry dropped cannot either: start a new upload session.
+        const restart = e instanceof SessionLost || (opts.chunkSize === undefined && e instanceof TslayerError && e.code === 'UNAVAILABLE');
+        if (restart && attempt < this.retries) {
           await sleep(this.transport.backoff(attempt + 1));
           continue;
         }
@@ -268,10 +270,12 @@ export class RegistryClient {
       } catch (e) {
         if (!(e instanceof TslayerError && e.code === 'UNAVAILABLE') || ++failures > this.retries) throw e;
         await sleep(this.transport.backoff(failures));
-        // Ask the registry how much of the upload it kept, and go on from there.
+        // Ask the registry how much of the upload it kept, and go on from there. A registry
+        // may instead refuse the session (distribution does: its state token no longer
+        // matches what it stored); then the upload starts over.
         const status = await this.send(ref, [pushScope(ref.repository)], { url: location, method: 'GET' });
+        if (status.status !== 204) throw new SessionLost(await this.httpError(status, `upload status of blob ${desc.digest}`));
         status.body.resume();
-        if (status.status !== 204) throw await this.httpError(status, `upload status of blob ${desc.digest}`);
         location = this.location(status, ref);
         offset = uploadedUpTo(status) ?? 0;
       }
@@ -365,6 +369,13 @@ export class RegistryClient {
 }
 
 // ---- helpers ----
+
+/** An upload session the registry no longer accepts after a broken chunk; `cause` says why. */
+class SessionLost extends TslayerError {
+  constructor(cause: TslayerError) {
+    super('UNAVAILABLE', `${cause.message} (upload session lost)`, { cause });
+  }
+}
 
 function sha256(body: Buffer): Digest {
   return `sha256:${createHash('sha256').update(body).digest('hex')}`;

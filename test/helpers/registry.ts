@@ -486,8 +486,12 @@ export async function skopeoInspect(ref: string, opts: { raw?: boolean; config?:
 export interface ProxiedRequest {
   method: string;
   url: string;
+  /** The Host the client addressed (127.0.0.1:PORT, or localhost:PORT after a redirect). */
+  host: string;
   headers: http.IncomingHttpHeaders;
-  /** Whether this request's response was cut. */
+  /** What the proxy did to this request, if anything. */
+  fault?: 'cut' | 'failed' | 'redirected' | 'upload-cut';
+  /** Kept for old callers: whether the response body was cut. */
   cut: boolean;
 }
 
@@ -500,61 +504,132 @@ export interface CuttingProxy {
   close(): Promise<void>;
 }
 
+export interface ProxyFaults {
+  /** Cut the response body of a matching request after this many bytes (0: after the headers). */
+  cutAfterBytes?: number;
+  /** Answer a matching request with this status (e.g. 503) instead of forwarding it. */
+  failWith?: number;
+  /** Answer a matching GET with 307 to the same path under /storage on localhost:PORT (another host). */
+  redirect?: boolean;
+  /** Forward only this many bytes of a matching request's body, then drop both connections. */
+  cutRequestAfterBytes?: number;
+  /** How many matching requests get the fault (default 1). */
+  times?: number;
+  /** Which requests are affected (default: GET of a blob by digest). */
+  match?: (method: string, url: string) => boolean;
+}
+
+const STORAGE = '/storage';
+
 /**
- * An HTTP proxy in front of `target` (host:port) that forwards everything, but for the
- * first `times` (default 1) blob GETs (matching `match`, default /blobs/sha256:) sends
- * only `cutAfterBytes` bytes of the response body and then destroys the connection.
+ * An HTTP proxy on 127.0.0.1 in front of `target` (host:port) that forwards everything and
+ * records each request, but plays one fault on the first `times` matching requests: a
+ * response body cut after N bytes (the default use: a download broken mid-blob), an error
+ * status, a redirect to "storage" on another host name, or a request body cut after N bytes.
+ * The redirected storage request is served from the registry with the Authorization of the
+ * request that was redirected (a real storage URL carries its own signature instead).
  */
-export async function startCuttingProxy(
-  target: string,
-  opts: { cutAfterBytes: number; times?: number; match?: (method: string, url: string) => boolean },
-): Promise<CuttingProxy> {
+export async function startCuttingProxy(target: string, opts: ProxyFaults): Promise<CuttingProxy> {
   const [thost, tport] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
   const match = opts.match ?? ((m, u) => m === 'GET' && /\/blobs\/sha256:[a-f0-9]{64}/.test(u));
-  let cutsLeft = opts.times ?? 1;
+  let left = opts.times ?? 1;
   const requests: ProxiedRequest[] = [];
-  const srv = http.createServer((req, res) => {
-    const rec: ProxiedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, cut: false };
-    requests.push(rec);
-    const cut = cutsLeft > 0 && match(rec.method, rec.url);
-    const up = http.request(
-      { host: thost, port: tport, method: req.method, path: req.url, headers: req.headers },
-      (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        if (!cut || (upRes.statusCode !== 200 && upRes.statusCode !== 206)) {
-          upRes.pipe(res);
+  const redirectedAuth = new Map<string, string | undefined>();
+  let port = 0;
+
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse, rec: ProxiedRequest, path: string, headers: http.IncomingHttpHeaders, cutBody: number | undefined) => {
+    const up = http.request({ host: thost, port: tport, method: req.method, path, headers }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      const cut = opts.cutAfterBytes;
+      if (rec.fault !== 'cut' || cut === undefined || (upRes.statusCode !== 200 && upRes.statusCode !== 206)) {
+        upRes.pipe(res);
+        return;
+      }
+      if (cut <= 0) {
+        // Headers only, then drop the connection.
+        upRes.destroy();
+        res.flushHeaders();
+        setImmediate(() => res.socket?.destroy());
+        return;
+      }
+      let sent = 0;
+      upRes.on('data', (chunk: Buffer) => {
+        if (sent >= cut) return;
+        const part = chunk.subarray(0, cut - sent);
+        sent += part.length;
+        if (sent < cut) {
+          res.write(part);
           return;
         }
-        cutsLeft--;
-        rec.cut = true;
-        let sent = 0;
-        if (opts.cutAfterBytes <= 0) {
-          // Headers only, then drop the connection.
-          upRes.destroy();
-          res.flushHeaders();
-          setImmediate(() => res.socket?.destroy());
-          return;
-        }
-        upRes.on('data', (chunk: Buffer) => {
-          if (sent >= opts.cutAfterBytes) return;
-          const part = chunk.subarray(0, opts.cutAfterBytes - sent);
-          sent += part.length;
-          if (sent < opts.cutAfterBytes) {
-            res.write(part);
-            return;
-          }
-          upRes.destroy();
-          // Flush what we promised, then drop the connection mid-body.
-          res.write(part, () => res.socket?.destroy());
-        });
-        upRes.on('end', () => res.end());
-      },
-    );
+        upRes.destroy();
+        // Flush what we promised, then drop the connection mid-body.
+        res.write(part, () => res.socket?.destroy());
+      });
+      upRes.on('end', () => res.end());
+    });
     up.on('error', () => res.destroy());
-    req.pipe(up);
+    if (cutBody === undefined) {
+      req.pipe(up);
+      return;
+    }
+    let n = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (n >= cutBody) return;
+      const part = chunk.subarray(0, cutBody - n);
+      n += part.length;
+      if (n < cutBody) {
+        up.write(part);
+        return;
+      }
+      // The registry gets part of the body, then both sides lose their connection.
+      up.write(part, () => {
+        setTimeout(() => {
+          up.destroy();
+          req.socket.destroy();
+        }, 50);
+      });
+    });
+  };
+
+  const srv = http.createServer((req, res) => {
+    const rec: ProxiedRequest = {
+      method: req.method ?? 'GET', url: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers, cut: false,
+    };
+    requests.push(rec);
+    if (rec.url.startsWith(`${STORAGE}/`)) {
+      const path = rec.url.slice(STORAGE.length);
+      const headers = { ...req.headers, host: `127.0.0.1:${port}` };
+      const auth = redirectedAuth.get(path);
+      if (auth) headers.authorization = auth;
+      forward(req, res, rec, path, headers, undefined);
+      return;
+    }
+    const hit = left > 0 && match(rec.method, rec.url);
+    if (hit) left--;
+    if (hit && opts.failWith !== undefined) {
+      rec.fault = 'failed';
+      req.resume();
+      res.writeHead(opts.failWith, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected failure' }] }));
+      return;
+    }
+    if (hit && opts.redirect) {
+      rec.fault = 'redirected';
+      redirectedAuth.set(rec.url, req.headers.authorization);
+      req.resume();
+      res.writeHead(307, { Location: `http://localhost:${port}${STORAGE}${rec.url}` });
+      res.end();
+      return;
+    }
+    if (hit && opts.cutRequestAfterBytes !== undefined) rec.fault = 'upload-cut';
+    else if (hit && opts.cutAfterBytes !== undefined) {
+      rec.fault = 'cut';
+      rec.cut = true;
+    }
+    forward(req, res, rec, rec.url, req.headers, rec.fault === 'upload-cut' ? opts.cutRequestAfterBytes : undefined);
   });
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as net.AddressInfo).port;
+  port = (srv.address() as net.AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,

@@ -14,6 +14,7 @@ import {
   buildImageLayout,
   collect,
   pushLayout,
+  startCuttingProxy,
   startRegistry,
   type BuiltLayout,
   type RunningRegistry,
@@ -135,6 +136,24 @@ describe('registry auth: token server', () => {
       assert.equal(asked[0]!.service, 'tslayer-test-registry');
     } finally {
       c.close();
+    }
+  });
+
+  it('a blob redirect to another host drops the Authorization header', async () => {
+    const proxy = await startCuttingProxy(reg.host, { redirect: true });
+    const c = new RegistryClient({ credentials: creds(proxy.host, 'bob', 'builder') });
+    try {
+      const ref = parseReference(`${proxy.host}/team/app:v1`);
+      const m = JSON.parse((await c.resolve(ref)).body.toString()) as Manifest;
+      const bytes = await collect(c.fetchBlob(ref, m.layers[0]!));
+      assert.equal(bytes.length, m.layers[0]!.size);
+      const redirected = proxy.requests.find((q) => q.fault === 'redirected')!;
+      const storage = proxy.requests.find((q) => q.url.startsWith('/storage/'))!;
+      assert.match(String(redirected.headers.authorization), /^Bearer /);
+      assert.equal(storage.headers.authorization, undefined);
+    } finally {
+      c.close();
+      await proxy.close();
     }
   });
 

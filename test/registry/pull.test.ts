@@ -185,6 +185,41 @@ describe('registry client: pull from a real registry', () => {
     }
   });
 
+  it('retries 5xx answers with backoff, then gives up with UNAVAILABLE', async () => {
+    const isManifest = (m: string, u: string) => m === 'GET' && u.includes('/manifests/');
+    const flaky = await startCuttingProxy(reg.host, { failWith: 503, times: 2, match: isManifest });
+    const c = new RegistryClient({ retries: 2 });
+    try {
+      const { descriptor } = await c.resolve(parseReference(`${flaky.host}/test/oci:v1`));
+      assert.equal(descriptor.digest, oci.top.digest);
+      assert.deepEqual(flaky.requests.map((q) => q.fault ?? 'ok'), ['failed', 'failed', 'ok']);
+    } finally {
+      c.close();
+      await flaky.close();
+    }
+    const down = await startCuttingProxy(reg.host, { failWith: 502, times: 100, match: isManifest });
+    const c1 = new RegistryClient({ retries: 1 });
+    try {
+      await assert.rejects(c1.resolve(parseReference(`${down.host}/test/oci:v1`)), isErr('UNAVAILABLE', down.host, '502'));
+      assert.equal(down.requests.length, 2);
+    } finally {
+      c1.close();
+      await down.close();
+    }
+  });
+
+  it('follows a blob redirect to another host (as to blob storage)', async () => {
+    const proxy = await startCuttingProxy(reg.host, { redirect: true });
+    try {
+      const desc = oci.images[0]!.layers[0]! as Descriptor;
+      const bytes = await collect(client.fetchBlob(parseReference(`${proxy.host}/test/oci:v1`), desc));
+      assert.equal(sha256(bytes), desc.digest);
+      assert.deepEqual(proxy.requests.map((q) => [q.host.split(':')[0], q.fault ?? 'ok']), [['127.0.0.1', 'redirected'], ['localhost', 'ok']]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a blob corrupted in the registry storage fails with EINTEGRITY naming the digest', async () => {
     const layout = await buildImageLayout(join(tmp, 'corrupt'), [{ files: { victim: Buffer.alloc(64 << 10, 1) }, compression: 'none' }]);
     await pushLayout(layout.dir, `${reg.host}/test/corrupt:v1`);
