@@ -1,10 +1,21 @@
 // tslayer commit KEY REF [--message TEXT] [--compression gzip|zstd|none]
+// Prints the digest of the new image's manifest; --json prints a summary document.
+// KEY stays mounted and usable (src/image/commit.ts says how).
 import { Option, type Command } from 'commander';
+import { commitSnapshot } from '../../image/commit.js';
+import type { Compression } from '../../image/mediatype.js';
+import type { Reference } from '../../image/reference.js';
+import { openSnapshotter } from '../../snapshot/index.js';
 import { referenceArg } from '../args.js';
-import { notImplemented } from '../command.js';
 import type { CliContext } from '../context.js';
+import { writeJson } from '../output.js';
 
-export function register(program: Command, _ctx: CliContext): void {
+interface CommitFlags {
+  message?: string;
+  compression: Compression;
+}
+
+export function register(program: Command, ctx: CliContext): void {
   program
     .command('commit')
     .description('turn the changes of active snapshot KEY into a new layer and store the image as REF; prints the digest')
@@ -14,5 +25,23 @@ export function register(program: Command, _ctx: CliContext): void {
     .addOption(
       new Option('--compression <algorithm>', 'layer compression').choices(['gzip', 'zstd', 'none']).default('gzip'),
     )
-    .action(async () => notImplemented());
+    .action(async (key: string, ref: Reference, flags: CommitFlags) => {
+      const store = await ctx.store();
+      const snapshotter = await openSnapshotter(store, ctx.driver, { driverOptions: { ...ctx.driverOptions } });
+      try {
+        const result = await commitSnapshot({
+          store,
+          snapshotter,
+          key,
+          ref,
+          message: flags.message,
+          compression: flags.compression,
+          signal: ctx.signal,
+        });
+        if (ctx.json) writeJson(ctx.stdout, result);
+        else ctx.stdout.write(`${result.digest}\n`);
+      } finally {
+        await snapshotter.close();
+      }
+    });
 }
