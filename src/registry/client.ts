@@ -101,7 +101,7 @@ export class RegistryClient {
   ): Promise<void> {
     const size = await this.blobSize(ref, desc.digest);
     if (size !== undefined) {
-      if (size === desc.size) return;
+      if (size === desc.size || size < 0) return; // -1: present, size not given
       throw new TslayerError(
         'EBADSIZE',
         `${ref.registry}/${ref.repository} has blob ${desc.digest} with ${size} bytes, descriptor says ${desc.size}`,

@@ -172,11 +172,13 @@ export class Transport {
         agent: isHttps ? this.httpsAgent : this.httpAgent,
       });
       let answered = false;
+      let bodyError: unknown;
       req.setTimeout(this.timeoutMs, () => {
         req.destroy(Object.assign(new Error(`no answer from ${url.host} in ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' }));
       });
       req.on('error', (e) => {
-        if (!answered) reject(e);
+        // A failing body source is the caller's error, not the connection's: pass it on as is.
+        if (!answered) reject(bodyError !== undefined ? new BodySourceError(bodyError) : e);
       });
       req.on('response', (res) => {
         answered = true;
@@ -188,7 +190,10 @@ export class Transport {
       else {
         const src = body();
         // A server may answer (and close) before taking the whole body; that is its answer.
-        src.on('error', (e) => req.destroy(e));
+        src.on('error', (e) => {
+          bodyError = e;
+          req.destroy(e);
+        });
         req.on('close', () => src.destroy());
         src.pipe(req);
       }
@@ -199,6 +204,13 @@ export class Transport {
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+  }
+}
+
+/** Carries the error of a request body's source stream through the retry logic untouched. */
+class BodySourceError extends Error {
+  constructor(readonly original: unknown) {
+    super('request body source failed');
   }
 }
 
@@ -214,6 +226,7 @@ function retryAfter(v: string | undefined): number | undefined {
 }
 
 function connectionError(e: unknown, req: HttpRequest, registry: string): Error {
+  if (e instanceof BodySourceError) return e.original instanceof Error ? e.original : new Error(String(e.original));
   if (e instanceof TslayerError) return e;
   const err = e as NodeJS.ErrnoException;
   const code = err.code ?? 'ERROR';

@@ -169,6 +169,23 @@ describe('registry client: push to a real registry', () => {
     assert.equal(await client.hasBlob(ref('push/liar'), b.desc.digest), false);
   });
 
+  it('a failing or short source is reported as such, not as a registry error', async () => {
+    const b = await fileBlob(tmp, 'short', noise(20_000, 'short'));
+    const short = () => Readable.from([b.data.subarray(0, 1000)]);
+    await assert.rejects(client.pushBlob(ref('push/short'), b.desc, short), (e: unknown) => e instanceof TslayerError && e.code === 'EBADSIZE');
+    const broken = () => createReadStream(join(tmp, 'does-not-exist'));
+    await assert.rejects(client.pushBlob(ref('push/short'), b.desc, broken), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
+    await assert.rejects(
+      client.pushBlob(ref('push/short'), b.desc, broken, { chunkSize: 4096 }),
+      (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT',
+    );
+  });
+
+  it('refuses to send a manifest over 4 MiB', async () => {
+    const big = Buffer.alloc((4 << 20) + 1, 0x20);
+    await assert.rejects(client.putManifest(ref('push/huge:v1'), MediaType.OciManifest, big), (e: unknown) => e instanceof TslayerError && e.code === 'EBADSIZE');
+  });
+
   it('pushes a manifest by tag and an index by digest; skopeo reads them back', async () => {
     const layout = await buildImageLayout(join(tmp, 'img'), [
       { files: { 'etc/a': 'a\n' }, compression: 'gzip' },
