@@ -8,10 +8,12 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { parseSize } from './args.js';
+import type { CommandModule } from './command.js';
 import { COMMAND_GROUPS } from './commands/index.js';
 import { CliContext, DEFAULT_DRIVER, DRIVERS, type CliIo, type GlobalOptions } from './context.js';
 import { debugEnabled, errorLine, exitCodeFor, ExitCode, InterruptedError, oneLine } from './exit.js';
 import { DEFAULT_ROOT } from '../store.js';
+import { TslayerError } from '../errors.js';
 
 export function packageVersion(): string {
   // dist/src/cli/main.js -> package.json; read once per run, it is tiny.
@@ -20,7 +22,7 @@ export function packageVersion(): string {
 }
 
 /** The full command tree, wired to `ctx`. Exported for tests and for docs generation. */
-export function buildProgram(ctx: CliContext): Command {
+export async function buildProgram(ctx: CliContext): Promise<Command> {
   const program = new Command('tslayer');
   program
     .description('a content-addressed container image layer store and snapshotter')
@@ -53,13 +55,42 @@ Exit status: 0 success; 1 the operation failed (one line on stderr starting
     ctx.command = commandPath(action);
   });
 
+  const loaded = await Promise.all(
+    COMMAND_GROUPS.flatMap((g) => g.commands).map((c) => c.load().then((m) => m, (e: unknown) => e)),
+  );
+  let i = 0;
   for (const group of COMMAND_GROUPS) {
     program.commandsGroup(group.heading);
-    for (const mod of group.commands) mod.register(program, ctx);
+    for (const entry of group.commands) {
+      const mod = loaded[i++];
+      if (isCommandModule(mod)) mod.register(program, ctx);
+      else registerBroken(program, entry.name, mod);
+    }
   }
 
   configureTree(program, ctx);
   return program;
+}
+
+function isCommandModule(m: unknown): m is CommandModule {
+  return typeof (m as CommandModule | undefined)?.register === 'function';
+}
+
+/**
+ * Stands in for a command whose module failed to load: it takes any arguments and fails
+ * with one line saying why, so the rest of the CLI stays usable.
+ */
+function registerBroken(program: Command, name: string, err: unknown): void {
+  const why = err instanceof Error ? err.message : `module has no register() (${String(err)})`;
+  program
+    .command(name)
+    .description(`(unavailable: this command could not be loaded)`)
+    .argument('[args...]')
+    .allowUnknownOption()
+    .helpOption(false)
+    .action(() => {
+      throw new TslayerError('INTERNAL', `this command could not be loaded: ${why}`, { cause: err });
+    });
 }
 
 /** `snapshots rm` for the rm under snapshots: the words the user typed to reach it. */
@@ -114,7 +145,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   for (const s of signals) process.once(s, onSignal);
 
   try {
-    const program = buildProgram(ctx);
+    const program = await buildProgram(ctx);
     await program.parseAsync(argv);
     return ExitCode.OK;
   } catch (err) {
@@ -124,7 +155,9 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     // Whatever a command threw after a signal is a consequence of the signal: say so.
     const e = controller.signal.aborted ? controller.signal.reason : err;
     ctx.stderr.write(errorLine(e, ctx.command) + '\n');
-    if (debugEnabled(io.env) && err instanceof Error && err.stack) ctx.stderr.write(err.stack + '\n');
+    if (debugEnabled(io.env)) {
+      for (let c: unknown = err; c instanceof Error; c = c.cause) ctx.stderr.write((c === err ? '' : 'caused by: ') + (c.stack ?? c.message) + '\n');
+    }
     return exitCodeFor(e);
   } finally {
     await ctx.close();

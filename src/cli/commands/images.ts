@@ -1,8 +1,9 @@
 // tslayer images: REF, DIGEST, SIZE, CREATED of every stored image.
 import type { Command } from 'commander';
 import type { ContentStore } from '../../content/index.js';
-import { isNotFound, TslayerError } from '../../errors.js';
-import type { Descriptor, Manifest } from '../../image/descriptor.js';
+import { TslayerError } from '../../errors.js';
+import type { Descriptor } from '../../image/descriptor.js';
+import { readManifest } from '../../image/documents.js';
 import { isIndexType } from '../../image/mediatype.js';
 import { familiarReference, parseReference } from '../../image/reference.js';
 import { listImages, type ImageRecord } from '../../metadata/index.js';
@@ -67,35 +68,17 @@ function displayName(name: string): string {
 /**
  * The image's size as stored: config + layers of its manifest (the platform manifest
  * chosen at pull time when the target is an index). Falls back to the target
- * descriptor's size when the manifest blob is not (or no longer) in the content store.
+ * descriptor's size when the manifest blob is missing or unreadable: listing must not
+ * fail because one blob is gone or corrupt (that is fsck's report to make).
  */
 async function imageSize(content: ContentStore, r: ImageRecord): Promise<number> {
   const desc: Descriptor | undefined = isIndexType(r.target.mediaType) ? r.manifest : r.target;
   if (!desc) return r.target.size;
-  let manifest: Manifest;
   try {
-    manifest = (await readJsonBlob(content, desc)) as Manifest;
+    const manifest = await readManifest(content, desc);
+    return manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
   } catch (e) {
-    if (isNotFound(e)) return r.target.size;
+    if (e instanceof TslayerError) return r.target.size;
     throw e;
-  }
-  if (!manifest.config || !Array.isArray(manifest.layers)) return r.target.size;
-  return manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
-}
-
-/** Manifests are at most 4 MiB (the registries' own limit); anything bigger is refused, not buffered. */
-const MAX_DOCUMENT = 4 << 20;
-
-async function readJsonBlob(content: ContentStore, desc: Descriptor): Promise<unknown> {
-  if (desc.size > MAX_DOCUMENT) {
-    throw new TslayerError('FAILED_PRECONDITION', `blob ${desc.digest}: ${desc.size} bytes is too big for a manifest`);
-  }
-  const chunks: Buffer[] = [];
-  for await (const chunk of content.createReadStream(desc.digest)) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new TslayerError('INVALID_ARGUMENT', `blob ${desc.digest}: not JSON: ${(e as Error).message}`);
   }
 }
