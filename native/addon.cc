@@ -2,6 +2,7 @@
 
 namespace tslayer {
 void RegisterScan(Napi::Env env, Napi::Object exports);  // scan.cc
+void RegisterApply(Napi::Env env, Napi::Object exports);  // apply.cc
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -10,6 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tslayer::RegisterFsOps(env, exports);
   tslayer::RegisterBtrfs(env, exports);
   tslayer::RegisterScan(env, exports);
+  tslayer::RegisterApply(env, exports);
   return exports;
 }
 

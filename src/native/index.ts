@@ -4,4 +4,5 @@ export * from './xattr.js';
 export * from './fsops.js';
 export * from './btrfs.js';
 export * from './scan.js';
+export * from './apply.js';
 export type { SysCallError } from './errno.js';
