@@ -1,11 +1,22 @@
 // tslayer pull REF [--platform OS/ARCH[/VARIANT]] [--plain-http] [--insecure]
+// Prints the image digest (what REF points at); --json prints a summary document.
 import type { Command } from 'commander';
+import { pullImage } from '../../image/pull.js';
+import type { Reference } from '../../image/reference.js';
+import { AuthFileCredentials } from '../../registry/credentials.js';
+import { parsePlatform, type PlatformSpec } from '../../registry/platform.js';
+import { openSnapshotter } from '../../snapshot/index.js';
 import { asArgParser, referenceArg } from '../args.js';
-import { notImplemented } from '../command.js';
 import type { CliContext } from '../context.js';
-import { parsePlatform } from '../../registry/platform.js';
+import { writeJson } from '../output.js';
 
-export function register(program: Command, _ctx: CliContext): void {
+interface PullFlags {
+  platform?: PlatformSpec;
+  plainHttp?: boolean;
+  insecure?: boolean;
+}
+
+export function register(program: Command, ctx: CliContext): void {
   program
     .command('pull')
     .description('pull an image from an OCI distribution registry; prints the image digest')
@@ -13,5 +24,27 @@ export function register(program: Command, _ctx: CliContext): void {
     .option('--platform <os/arch[/variant]>', 'platform to pull from a multi-platform image (default: this host)', asArgParser(parsePlatform))
     .option('--plain-http', 'talk HTTP, not HTTPS, to the registry (implied for localhost and 127.0.0.0/8)')
     .option('--insecure', 'accept an invalid TLS certificate from the registry')
-    .action(async () => notImplemented());
+    .action(async (ref: Reference, flags: PullFlags) => {
+      const store = await ctx.store();
+      const snapshotter = await openSnapshotter(store, ctx.driver, { driverOptions: { ...ctx.driverOptions } });
+      try {
+        const result = await pullImage(ref, {
+          store,
+          snapshotter,
+          platform: flags.platform,
+          registry: {
+            plainHttp: flags.plainHttp === true,
+            insecure: flags.insecure === true,
+            credentials: new AuthFileCredentials({ env: ctx.env }),
+          },
+          progress: (name, total) => ctx.progress.item(name, total),
+          signal: ctx.signal,
+        });
+        ctx.progress.stop();
+        if (ctx.json) writeJson(ctx.stdout, result);
+        else ctx.stdout.write(`${result.digest}\n`);
+      } finally {
+        await snapshotter.close();
+      }
+    });
 }

@@ -1,0 +1,517 @@
+/**
+ * Unpacking an image's layers into committed snapshots named by chain id: the one
+ * per-layer pipeline that pull and import share.
+ *
+ * For each layer (in order), with chain = chainIds[i]:
+ *   - a committed snapshot `chain` exists: nothing to unpack (layers unpack once and are
+ *     shared by every image that has the same layers below them);
+ *   - else: prepare a temporary active snapshot on `chainIds[i-1]`, stream the layer into
+ *     it in ONE pass —
+ *       compressed bytes (network, teed into a content-store ingest; or the stored blob)
+ *         → magic-byte check against the media type → decompress
+ *         → sha256 of the tar (the diff id, checked against config.rootfs.diff_ids)
+ *         → applyToMounts
+ *     — and only when the stream ended, the blob's digest was verified (the ingest commit)
+ *     and the diff id matches: commit the snapshot as `chain`.
+ *   On any failure the temporary snapshot is removed: a committed snapshot is always
+ *   a complete, verified one. Two processes unpacking the same chain at once both apply;
+ *   the loser's commit finds ALREADY_EXISTS, removes its temporary snapshot and goes on.
+ *
+ * Ordering: layer i is applied against the merged view of layers < i, so applying is
+ * sequential. Downloads are not: up to `concurrency` blobs come in at once. The layer
+ * whose parent is ready streams straight from the network into its snapshot; the others
+ * are stored in the content store and read back from there when their turn comes.
+ */
+import { randomUUID } from 'node:crypto';
+import { Transform, type Readable, type Writable, type TransformCallback } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import type { ContentStore, Ingest } from '../content/index.js';
+import { TslayerError, invalidArgument, isAlreadyExists, isNotFound } from '../errors.js';
+import type { Mount, Snapshotter } from '../snapshot/types.js';
+import { applyToMounts, type ApplyToMountsOptions } from '../snapshot/apply.js';
+import type { Store } from '../store.js';
+import { decompressStream, detectCompression } from '../archive/compression.js';
+import { chainIds as chainIdsOf } from './chainid.js';
+import { checkLayersMatch } from './config.js';
+import type { Descriptor, ImageConfig, Manifest } from './descriptor.js';
+import type { Digest } from './digest.js';
+import { layerCompression, type Compression } from './mediatype.js';
+
+/**
+ * Opens the compressed bytes of a layer blob that is not in the content store yet. The
+ * stream may be verified by its source; the content store verifies it again on commit.
+ */
+export type LayerFetcher = (desc: Descriptor, opts: { signal: AbortSignal }) => Promise<Readable>;
+
+/** Per-layer progress sink (the CLI's ProgressItem fits). */
+export interface LayerProgress {
+  advance(delta: number): void;
+  done(note?: string): void;
+  fail(note?: string): void;
+}
+export type ProgressFactory = (name: string, total: number) => LayerProgress;
+
+export interface UnpackOptions {
+  store: Store;
+  snapshotter: Snapshotter;
+  manifest: Manifest;
+  config: ImageConfig;
+  /** Where blobs missing from the content store come from. Without it they must all be stored. */
+  fetch?: LayerFetcher;
+  /** How many blobs are downloaded at once (default 3). */
+  concurrency?: number;
+  progress?: ProgressFactory;
+  signal?: AbortSignal;
+  /** Names the image in error messages. */
+  what?: string;
+  /** How a tar is applied to a prepared snapshot (default applyToMounts; tests and tools may swap it). */
+  applier?: Applier;
+}
+
+export type Applier = (tar: Readable, mounts: readonly Mount[], opts: ApplyToMountsOptions) => Promise<unknown>;
+
+export interface UnpackResult {
+  chainIds: Digest[];
+  /** Layers applied by this call. */
+  unpacked: number;
+  /** Layers whose snapshot already existed (or another process committed meanwhile). */
+  existing: number;
+  /** Compressed bytes fetched by this call. */
+  downloadedBytes: number;
+}
+
+/** Labels on snapshots made here. The temporary ones say which chain they were for. */
+export const LABEL_UNPACK = 'tslayer.io/unpack';
+export const LABEL_DIFF_ID = 'tslayer.io/diff-id';
+
+interface Layer {
+  index: number;
+  desc: Descriptor;
+  diffId: Digest;
+  chainId: Digest;
+  parent: Digest | undefined;
+  compression: Compression;
+  needsApply: boolean;
+  /** The blob is in the content store (or will be once `stored` resolves). */
+  present: boolean;
+  /** The blob was in the content store before this call. */
+  storedBefore: boolean;
+  /** Someone (a download worker or the apply loop) has taken the download of this blob. */
+  claimed: boolean;
+  /** Settles when a download worker has stored the blob. */
+  stored?: Promise<void>;
+  progress: LayerProgress;
+}
+
+const DEFAULT_CONCURRENCY = 3;
+
+export async function unpackLayers(opts: UnpackOptions): Promise<UnpackResult> {
+  const { store, snapshotter, manifest, config } = opts;
+  const content = store.content;
+  const what = opts.what ?? 'image';
+  checkLayersMatch(manifest, config, what);
+  const chain = chainIdsOf(config.rootfs.diff_ids);
+  const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
+  const stop = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+  const progress: ProgressFactory = opts.progress ?? (() => NO_PROGRESS);
+  const result: UnpackResult = { chainIds: chain, unpacked: 0, existing: 0, downloadedBytes: 0 };
+
+  const layers: Layer[] = [];
+  for (const [index, desc] of manifest.layers.entries()) {
+    const compression = layerCompression(desc.mediaType);
+    if (compression === undefined) {
+      throw invalidArgument(`${what}: layer ${desc.digest} has media type ${desc.mediaType}, which is not a layer type tslayer can unpack`);
+    }
+    const chainId = chain[index]!;
+    const needsApply = !(await isCommitted(snapshotter, chainId));
+    const present = await content.has(desc.digest);
+    if (!present && !opts.fetch) {
+      throw new TslayerError('NOT_FOUND', `${what}: layer blob ${desc.digest} is not in the content store`);
+    }
+    layers.push({
+      index,
+      desc,
+      diffId: config.rootfs.diff_ids[index]!,
+      chainId,
+      parent: chain[index - 1],
+      compression,
+      needsApply,
+      present,
+      storedBefore: present,
+      claimed: present,
+      progress: NO_PROGRESS,
+    });
+  }
+  for (const l of layers) {
+    l.progress = progress(shortId(l.desc.digest), l.desc.size);
+    if (!l.needsApply && l.present) l.progress.done('exists');
+  }
+
+  const ctx: Ctx = {
+    content,
+    tmpDir: store.tmpDir,
+    snapshotter,
+    signal,
+    what,
+    result,
+    fetch: opts.fetch,
+    applier: opts.applier ?? applyToMounts,
+  };
+
+  // The apply loop starts first so it claims the first layer for streaming before the
+  // download workers take the following ones.
+  const applying = applyInOrder(ctx, layers);
+  const workers = Array.from({ length: concurrency - 1 }, () => downloadWorker(ctx, layers));
+  const outcomes = await Promise.allSettled([applying, ...workers].map((p) => p.catch((e) => {
+    stop.abort(); // one failure stops the others; the first error is the one reported
+    throw e;
+  })));
+  const failure = firstError(outcomes);
+  if (failure !== undefined) {
+    for (const l of layers) l.progress.fail();
+    throw failure;
+  }
+  return result;
+}
+
+interface Ctx {
+  content: ContentStore;
+  tmpDir: string;
+  snapshotter: Snapshotter;
+  signal: AbortSignal;
+  what: string;
+  result: UnpackResult;
+  fetch: LayerFetcher | undefined;
+  applier: Applier;
+}
+
+async function applyInOrder(ctx: Ctx, layers: Layer[]): Promise<void> {
+  for (const l of layers) {
+    ctx.signal.throwIfAborted();
+    if (!l.claimed) {
+      // Nobody is downloading it: fetch it now, straight into its snapshot when it needs one.
+      l.claimed = true;
+      if (l.needsApply) {
+        await streamLayer(ctx, l);
+        continue;
+      }
+      await downloadToStore(ctx, l);
+      l.progress.done('exists');
+      continue;
+    }
+    if (l.stored) await l.stored;
+    if (!l.needsApply) {
+      l.progress.done('exists');
+      continue;
+    }
+    await applyFromStore(ctx, l);
+  }
+}
+
+/** Downloads the next unclaimed blobs into the content store, one at a time. */
+async function downloadWorker(ctx: Ctx, layers: Layer[]): Promise<void> {
+  for (;;) {
+    ctx.signal.throwIfAborted();
+    const l = layers.find((x) => !x.claimed);
+    if (!l) return;
+    l.claimed = true;
+    l.stored = downloadToStore(ctx, l);
+    l.stored.catch(() => {}); // awaited by the apply loop or reported through this worker
+    await l.stored;
+  }
+}
+
+async function downloadToStore(ctx: Ctx, l: Layer): Promise<void> {
+  const ingest = await openLayerIngest(ctx, l);
+  if (ingest === undefined) return; // stored by someone else meanwhile
+  try {
+    const source = await ctx.fetch!(l.desc, { signal: ctx.signal });
+    await pipeline(source, counter(ctx, l), ingest.writable(), { signal: ctx.signal });
+    await ingest.commit();
+  } catch (e) {
+    await releaseIngest(ingest, l.desc.size);
+    throw e;
+  }
+}
+
+/**
+ * The ingest for a layer's blob, from byte 0; undefined when the blob is already stored
+ * (another process may have finished it while we waited for the ingest's lock).
+ */
+async function openLayerIngest(ctx: Ctx, l: Layer): Promise<Ingest | undefined> {
+  const open = () => ctx.content.openIngest(l.desc.digest, { digest: l.desc.digest, size: l.desc.size }, { signal: ctx.signal });
+  let ingest: Ingest;
+  try {
+    ingest = await open();
+    if (ingest.offset > 0) {
+      // Bytes staged by an earlier, interrupted run. Resuming would need their hash for the
+      // download's own check; starting over costs one re-download and is always right.
+      await ingest.abort();
+      ingest = await open();
+    }
+  } catch (e) {
+    if (isAlreadyExists(e)) return undefined;
+    throw e;
+  }
+  return ingest;
+}
+
+/**
+ * After a failure: a blob that arrived whole is still stored when it verifies (the failure
+ * was in unpacking it, and the bytes are what the digest names); anything else is dropped.
+ * Partial bytes are not kept for a later run: resuming them would need their hash.
+ */
+async function releaseIngest(ingest: Ingest, size: number): Promise<void> {
+  if (ingest.offset === size) {
+    try {
+      await ingest.commit();
+      return;
+    } catch {
+      // bad bytes: commit dropped them
+    }
+  }
+  await ingest.abort().catch(() => {});
+}
+
+/** Network → (content store ingest + snapshot) in one pass. */
+async function streamLayer(ctx: Ctx, l: Layer): Promise<void> {
+  const ingest = await openLayerIngest(ctx, l);
+  if (ingest === undefined) {
+    await applyFromStore(ctx, l);
+    return;
+  }
+  let source: Readable;
+  try {
+    source = await ctx.fetch!(l.desc, { signal: ctx.signal });
+  } catch (e) {
+    await releaseIngest(ingest, l.desc.size);
+    throw e;
+  }
+  let committedBlob = false;
+  try {
+    await applyLayer(ctx, l, [source, counter(ctx, l), tee(ingest.writable())], async () => {
+      // Runs after the whole stream went through and before the snapshot is committed:
+      // the snapshot may only exist once its blob has been verified and stored.
+      await ingest.commit();
+      committedBlob = true;
+    });
+  } catch (e) {
+    if (!committedBlob) await releaseIngest(ingest, l.desc.size);
+    throw e;
+  }
+}
+
+async function applyFromStore(ctx: Ctx, l: Layer): Promise<void> {
+  // Another process may have committed this chain while we were downloading.
+  if (await isCommitted(ctx.snapshotter, l.chainId)) {
+    ctx.result.existing++;
+    l.progress.done('exists');
+    return;
+  }
+  const stages: Array<Readable | Transform> = [ctx.content.createReadStream(l.desc.digest)];
+  // A blob we downloaded already filled its progress bar; one found in the store shows reading.
+  if (l.storedBefore) stages.push(counter(ctx, l, false));
+  await applyLayer(ctx, l, stages, async () => {});
+}
+
+/**
+ * Prepares a temporary snapshot on the layer's parent, pipes `stages` (compressed bytes)
+ * through decompression and the diff id hash into it, runs `beforeCommit`, checks the
+ * diff id and commits the snapshot under the chain id.
+ */
+async function applyLayer(
+  ctx: Ctx,
+  l: Layer,
+  stages: Array<Readable | Transform>,
+  beforeCommit: () => Promise<void>,
+): Promise<void> {
+  const { snapshotter } = ctx;
+  const key = `unpack-${randomUUID()}-${l.chainId.slice(7, 19)}`;
+  let mounts: Mount[];
+  try {
+    mounts = await snapshotter.prepare(key, l.parent, { labels: { [LABEL_UNPACK]: l.chainId } });
+  } catch (e) {
+    for (const s of stages) s.destroy();
+    throw e;
+  }
+  try {
+    const diff = hasher('sha256');
+    const tar = diff.stream;
+    const inflate = decompressStream(l.compression);
+    // A decompressor's error (bad or cut-off data) says nothing of which layer it was.
+    let inflateError: unknown;
+    inflate.once('error', (e) => (inflateError = e));
+    const flowing = pipeline(
+      [...stages, checkMagic(l, ctx.what), inflate, tar] as unknown as [Readable, ...Writable[]],
+      { signal: ctx.signal },
+    );
+    const applying = applyAndDrain(ctx.applier, tar, mounts, { tmpDir: ctx.tmpDir, layer: l.desc.digest });
+    // Both must settle before the snapshot may be removed (the applier writes into it).
+    // Each side's failure tears the other down: the pipeline destroys `tar` on error, and
+    // an applier failure destroys `tar`, which fails the pipeline. The first error is the
+    // cause; the other side's is usually just "stream destroyed".
+    const errors: unknown[] = [];
+    await Promise.all([
+      flowing.catch((e) => void errors.push(e)),
+      applying.catch((e) => {
+        errors.push(e);
+        tar.destroy(e as Error);
+      }),
+    ]);
+    if (errors.length > 0) {
+      const first = errors[0];
+      if (first === inflateError && !(first instanceof TslayerError)) {
+        throw new TslayerError(
+          'INVALID_ARGUMENT',
+          `${ctx.what}: layer ${l.desc.digest}: cannot decompress its ${l.compression} data: ${(first as Error).message}`,
+          { cause: first },
+        );
+      }
+      throw first;
+    }
+    await beforeCommit();
+    const found = diff.digest();
+    if (found !== l.diffId) {
+      throw new TslayerError(
+        'EINTEGRITY',
+        `${ctx.what}: layer ${l.desc.digest} unpacks to diff id ${found}, but its config says ${l.diffId}`,
+      );
+    }
+    try {
+      await snapshotter.commit(l.chainId, key, { labels: { [LABEL_DIFF_ID]: l.diffId } });
+    } catch (e) {
+      if (!isAlreadyExists(e)) throw e;
+      // Another process committed the same chain first: theirs is as good as ours.
+      await snapshotter.remove(key);
+      ctx.result.existing++;
+      l.progress.done('exists');
+      return;
+    }
+  } catch (e) {
+    await snapshotter.remove(key).catch(() => {});
+    throw e;
+  }
+  ctx.result.unpacked++;
+  l.progress.done();
+}
+
+/**
+ * Applies the tar and then reads whatever the applier left unread (the zero blocks after
+ * the end-of-archive marker): the diff id covers every byte of the tar.
+ */
+async function applyAndDrain(apply: Applier, tar: Readable, mounts: Mount[], opts: ApplyToMountsOptions): Promise<void> {
+  await apply(tar, mounts, opts);
+  if (!tar.readableEnded && !tar.destroyed) {
+    tar.resume();
+    await finished(tar);
+  }
+}
+
+function firstError(outcomes: PromiseSettledResult<unknown>[]): unknown {
+  // Prefer a real error over the AbortError of a part stopped because of it.
+  const errors = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason);
+  return errors.find((e) => !(e instanceof Error && e.name === 'AbortError')) ?? errors[0];
+}
+
+async function isCommitted(snapshotter: Snapshotter, chainId: Digest): Promise<boolean> {
+  try {
+    const info = await snapshotter.stat(chainId);
+    return info.kind === 'committed';
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
+}
+
+/** Counts bytes into the result and the layer's progress. */
+function counter(ctx: Ctx, l: Layer, network = true): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      if (network) ctx.result.downloadedBytes += chunk.length;
+      l.progress.advance(chunk.length);
+      cb(null, chunk);
+    },
+  });
+}
+
+/**
+ * Passes bytes on while also writing them to `side` (the content store ingest), at the
+ * pace of the slower of the two. The side is ended (not committed) when the input ends.
+ */
+function tee(side: Writable): Transform {
+  const t = new Transform({
+    highWaterMark: 1 << 20,
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      if (side.write(chunk)) cb(null, chunk);
+      else side.once('drain', () => cb(null, chunk));
+    },
+    flush(cb) {
+      side.end();
+      finished(side).then(() => cb(), cb);
+    },
+  });
+  side.on('error', (e) => t.destroy(e));
+  return t;
+}
+
+/**
+ * Checks the first bytes against the compression the media type declares: a gzip layer
+ * that is really zstd (or plain tar) is an error, not something to guess around.
+ */
+function checkMagic(l: Layer, what: string): Transform {
+  const NEED = 8;
+  let head: Buffer | null = Buffer.alloc(0);
+  const check = (t: Transform, buf: Buffer) => {
+    const found = detectCompression(buf);
+    if (found !== l.compression) {
+      throw new TslayerError(
+        'INVALID_ARGUMENT',
+        `${what}: layer ${l.desc.digest} is declared ${l.desc.mediaType} (${l.compression}) but its content is ${found === 'none' ? 'not compressed' : found}`,
+      );
+    }
+    head = null;
+    t.push(buf);
+  };
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      if (head === null) return cb(null, chunk);
+      head = Buffer.concat([head, chunk]);
+      if (head.length < NEED) return cb();
+      try {
+        check(this, head);
+        cb();
+      } catch (e) {
+        cb(e as Error);
+      }
+    },
+    flush(cb) {
+      try {
+        if (head !== null) check(this, head);
+        cb();
+      } catch (e) {
+        cb(e as Error);
+      }
+    },
+  });
+}
+
+/** A pass-through stream that hashes what flows through it. */
+function hasher(algorithm: 'sha256'): { stream: Transform; digest(): Digest } {
+  const h = createHash(algorithm);
+  const stream = new Transform({
+    highWaterMark: 1 << 20,
+    transform(chunk: Buffer, _enc, cb) {
+      h.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  return { stream, digest: () => `${algorithm}:${h.digest('hex')}` as Digest };
+}
+
+function shortId(d: Digest): string {
+  return d.slice(d.indexOf(':') + 1, d.indexOf(':') + 13);
+}
+
+const NO_PROGRESS: LayerProgress = { advance() {}, done() {}, fail() {} };
