@@ -3,6 +3,7 @@
 namespace tslayer {
 void RegisterScan(Napi::Env env, Napi::Object exports);  // scan.cc
 void RegisterApply(Napi::Env env, Napi::Object exports);  // apply.cc
+void RegisterBtrfsInfo(Napi::Env env, Napi::Object exports);  // btrfs_info.cc
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -12,6 +13,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tslayer::RegisterBtrfs(env, exports);
   tslayer::RegisterScan(env, exports);
   tslayer::RegisterApply(env, exports);
+  tslayer::RegisterBtrfsInfo(env, exports);
   return exports;
 }
 

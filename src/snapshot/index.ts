@@ -10,6 +10,7 @@
 import { TslayerError, invalidArgument } from '../errors.js';
 import type { Store } from '../store.js';
 import { Layout, type Driver } from './driver.js';
+import { BtrfsDriver } from './drivers/btrfs.js';
 import { NativeDriver } from './drivers/native.js';
 import { OverlayDriver } from './drivers/overlay.js';
 import { StorageSnapshotter, type SnapshotterOptions } from './snapshotter.js';
@@ -38,6 +39,7 @@ function makeDriver(name: DriverName, layout: Layout, _opts: Record<string, unkn
     case 'native':
       return new NativeDriver(layout);
     case 'btrfs':
+      return new BtrfsDriver(layout);
     case 'devmapper':
       throw new TslayerError('NOT_IMPLEMENTED', `snapshot driver ${name} is not implemented yet`);
     default:
