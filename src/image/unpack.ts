@@ -164,12 +164,19 @@ export async function unpackLayers(opts: UnpackOptions): Promise<UnpackResult> {
   // download workers take the following ones.
   const applying = applyInOrder(ctx, layers);
   const workers = Array.from({ length: concurrency - 1 }, () => downloadWorker(ctx, layers));
-  const outcomes = await Promise.allSettled([applying, ...workers].map((p) => p.catch((e) => {
-    stop.abort(); // one failure stops the others; the first error is the one reported
-    throw e;
-  })));
-  const failure = firstError(outcomes);
-  if (failure !== undefined) {
+  // One failure stops the others. The error reported is the first one that happened and
+  // was not just the AbortError of a part stopped because of another.
+  const failures: unknown[] = [];
+  await Promise.allSettled(
+    [applying, ...workers].map((p) =>
+      p.catch((e) => {
+        failures.push(e);
+        stop.abort();
+      }),
+    ),
+  );
+  if (failures.length > 0) {
+    const failure = failures.find((e) => !isAbort(e)) ?? failures[0];
     for (const l of layers) l.progress.fail();
     throw failure;
   }
@@ -362,7 +369,7 @@ async function applyLayer(
     ]);
     if (errors.length > 0) {
       const first = errors[0];
-      if (first === inflateError && !(first instanceof TslayerError)) {
+      if (first === inflateError && !(first instanceof TslayerError) && !isAbort(first)) {
         throw new TslayerError(
           'INVALID_ARGUMENT',
           `${ctx.what}: layer ${l.desc.digest}: cannot decompress its ${l.compression} data: ${(first as Error).message}`,
@@ -409,10 +416,8 @@ async function applyAndDrain(apply: Applier, tar: Readable, mounts: Mount[], opt
   }
 }
 
-function firstError(outcomes: PromiseSettledResult<unknown>[]): unknown {
-  // Prefer a real error over the AbortError of a part stopped because of it.
-  const errors = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason);
-  return errors.find((e) => !(e instanceof Error && e.name === 'AbortError')) ?? errors[0];
+function isAbort(e: unknown): boolean {
+  return e instanceof Error && e.name === 'AbortError';
 }
 
 async function isCommitted(snapshotter: Snapshotter, chainId: Digest): Promise<boolean> {
