@@ -248,10 +248,13 @@ export class TarParser {
       if (!Number.isSafeInteger(n) || n < 0) throw invalidArgument(`layer ${this.label}: corrupt tar: PAX ${key}="${text()}"`);
       return n;
     };
-    if (key.startsWith('SCHILY.xattr.')) p.xattrs.push([key.slice('SCHILY.xattr.'.length), value]);
-    else if (key.startsWith('GNU.sparse.')) {
+    if (key.startsWith('GNU.sparse.')) {
       throw invalidArgument(`layer ${this.label}: entry "${this.lastName}": GNU sparse files are not supported`);
-    } else if (value.length === 0) return; // an empty value unsets the record
+    }
+    // An empty value unsets the record (POSIX); Go's archive/tar, and so containerd, docker
+    // and umoci, skip every empty record, xattrs included: an empty xattr is not applied.
+    if (value.length === 0) return;
+    if (key.startsWith('SCHILY.xattr.')) p.xattrs.push([key.slice('SCHILY.xattr.'.length), value]);
     else if (key === 'path') p.path = value;
     else if (key === 'linkpath') p.linkpath = value;
     else if (key === 'size') p.size = int();

@@ -198,3 +198,53 @@ export async function unmountStack(target: string): Promise<void> {
     await umount(target, MNT.DETACH);
   }
 }
+
+// ---- OCI layout (for umoci) -----------------------------------------------------------------
+
+/** Writes an OCI image layout at `dir` whose image "latest" has the case's layers (uncompressed). */
+export async function writeOciLayout(c: CorpusCase, dir: string): Promise<void> {
+  const blobs = join(dir, 'blobs', 'sha256');
+  await mkdir(blobs, { recursive: true });
+  const put = async (data: Buffer): Promise<{ digest: string; size: number }> => {
+    const hex = createHash('sha256').update(data).digest('hex');
+    await writeFile(join(blobs, hex), data);
+    return { digest: `sha256:${hex}`, size: data.length };
+  };
+  const layers = [];
+  for (let i = 0; i < c.layers; i++) layers.push(await put(await readFile(layerTar(c, i))));
+  const config = await put(
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: {},
+        rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+        history: layers.map(() => ({ created_by: 'layer corpus' })),
+      }),
+    ),
+  );
+  const manifest = await put(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l })),
+      }),
+    ),
+  );
+  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+        },
+      ],
+    }),
+  );
+}
