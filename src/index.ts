@@ -11,3 +11,8 @@ export * from './image/reference.js';
 export * from './image/chainid.js';
 export * from './registry/index.js';
 export * from './registry/platform.js';
+export * from './image/documents.js';
+export * from './image/manifest.js';
+export * from './image/config.js';
+export * from './snapshot/index.js';
+export * from './care/fsck.js';

@@ -4,6 +4,7 @@
  * opened Store. Built once per CLI run by main(); a command never reads process.argv,
  * process.env or process.stdout itself, so the same code runs in tests and libraries.
  */
+import type { DriverName as SnapshotDriverName } from '../snapshot/index.js';
 import { Store, defaultRoot } from '../store.js';
 import { makeOut, type Out, type OutStream } from './output.js';
 import { createProgress, noProgress, type Progress } from './progress.js';
@@ -11,6 +12,12 @@ import { createProgress, noProgress, type Progress } from './progress.js';
 export const DRIVERS = ['overlay', 'btrfs', 'devmapper', 'native'] as const;
 export type DriverName = (typeof DRIVERS)[number];
 export const DEFAULT_DRIVER: DriverName = 'overlay';
+
+// The list is repeated here so that parsing options never loads the snapshot drivers
+// (and the native addon); this line stops compiling if the two lists ever differ.
+type SameSet<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const driversMatch: SameSet<DriverName, SnapshotDriverName> = true;
+void driversMatch;
 
 export type OutputMode = 'human' | 'json';
 

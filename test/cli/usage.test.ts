@@ -93,14 +93,15 @@ describe('tslayer usage and exit statuses', () => {
 
   it('a command not implemented yet exits 1 with one line "tslayer: <cmd>: not implemented yet"', async (t) => {
     // Whichever of these is still a stub; they get real bodies issue by issue.
-    const candidates: string[][] = [['gc'], ['fsck'], ['serve', '--address', `${root}/s.sock`], ['snapshots', 'ls']];
+    // Only commands that return at once when implemented (not serve, which then runs until stopped).
+    const candidates: string[][] = [['gc']];
     let seen = 0;
     for (const args of candidates) {
       const r = await runCli(['--root', root, ...args]);
       if (!r.stderr.includes('not implemented')) continue;
       seen++;
       assert.equal(r.code, 1);
-      assert.equal(assertOneErrorLine(r.stderr), `tslayer: ${args[0] === 'snapshots' ? 'snapshots ls' : args[0]}: not implemented yet`);
+      assert.equal(assertOneErrorLine(r.stderr), `tslayer: ${args.join(' ')}: not implemented yet`);
     }
     if (seen === 0) t.skip('every candidate command is implemented now');
   });
