@@ -21,8 +21,14 @@ export function packageVersion(): string {
   return pkg.version;
 }
 
-/** The full command tree, wired to `ctx`. Exported for tests and for docs generation. */
-export async function buildProgram(ctx: CliContext): Promise<Command> {
+/**
+ * The command tree, wired to `ctx`. With `args` (the user's arguments), only the module
+ * of the command they name is loaded and the others are registered by name alone: a
+ * `tslayer images` never loads the registry client, the gRPC server or the layer
+ * applier. Without `args`, or when the arguments name no command (help, a typo), every
+ * module is loaded so help and suggestions are complete.
+ */
+export async function buildProgram(ctx: CliContext, args?: string[]): Promise<Command> {
   const program = new Command('tslayer');
   program
     .description('a content-addressed container image layer store and snapshotter')
@@ -55,21 +61,59 @@ Exit status: 0 success; 1 the operation failed (one line on stderr starting
     ctx.command = commandPath(action);
   });
 
+  const entries = COMMAND_GROUPS.flatMap((g) => g.commands);
+  const word = args && commandWord(program, args);
+  // --version needs no command module at all ('' matches none).
+  const versionOnly = word === undefined && args !== undefined && args.some((a) => a === '-V' || a === '--version');
+  const only = entries.some((e) => e.name === word) ? word : versionOnly ? '' : undefined;
   const loaded = await Promise.all(
-    COMMAND_GROUPS.flatMap((g) => g.commands).map((c) => c.load().then((m) => m, (e: unknown) => e)),
+    entries.map((c) => (only === undefined || c.name === only ? c.load().then((m) => m, (e: unknown) => e) : undefined)),
   );
   let i = 0;
   for (const group of COMMAND_GROUPS) {
     program.commandsGroup(group.heading);
     for (const entry of group.commands) {
       const mod = loaded[i++];
-      if (isCommandModule(mod)) mod.register(program, ctx);
+      if (only !== undefined && entry.name !== only) registerUnloaded(program, entry.name);
+      else if (isCommandModule(mod)) mod.register(program, ctx);
       else registerBroken(program, entry.name, mod);
     }
   }
 
   configureTree(program, ctx);
   return program;
+}
+
+/**
+ * The first argument that is neither a global option nor an option's value: the command
+ * the user asked for. Which options take a value is read from the program's own option
+ * definitions. Undefined when there is none (or after `--`).
+ */
+function commandWord(program: Command, args: string[]): string | undefined {
+  const takesValue = new Set<string>();
+  for (const o of program.options) {
+    if (!o.required && !o.optional) continue;
+    if (o.long) takesValue.add(o.long);
+    if (o.short) takesValue.add(o.short);
+  }
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') return undefined;
+    if (!a.startsWith('-') || a === '-') return a;
+    if (takesValue.has(a)) i++; // `--root DIR`; `--root=DIR` is one argument
+  }
+  return undefined;
+}
+
+/** A command that is not the one being run: its name only, so commander knows it exists. */
+function registerUnloaded(program: Command, name: string): void {
+  program
+    .command(name)
+    .argument('[args...]')
+    .allowUnknownOption()
+    .action(() => {
+      throw new TslayerError('INTERNAL', `command ${name} was not loaded`);
+    });
 }
 
 function isCommandModule(m: unknown): m is CommandModule {
@@ -145,7 +189,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   for (const s of signals) process.once(s, onSignal);
 
   try {
-    const program = await buildProgram(ctx);
+    const program = await buildProgram(ctx, argv.slice(2));
     await program.parseAsync(argv);
     return ExitCode.OK;
   } catch (err) {

@@ -33,8 +33,18 @@ export function colorEnabled(stream: OutStream, env: NodeJS.ProcessEnv): boolean
 }
 
 export function makeOut(stream: OutStream, env: NodeJS.ProcessEnv): Out {
+  // `tslayer images | head -1`: the reader went away. Like other CLIs, stop writing
+  // quietly instead of dying on an unhandled EPIPE with a stack trace.
+  let closed = false;
+  const emitter = stream as OutStream & { on?: (ev: 'error', fn: (e: NodeJS.ErrnoException) => void) => unknown };
+  emitter.on?.('error', (e) => {
+    if (e.code !== 'EPIPE') throw e;
+    closed = true;
+  });
   return {
-    write: (text: string) => void stream.write(text),
+    write: (text: string) => {
+      if (!closed) stream.write(text);
+    },
     isTTY: stream.isTTY === true,
     color: colorEnabled(stream, env),
     columns: stream.isTTY ? stream.columns : undefined,

@@ -8,7 +8,8 @@ import type { Digest } from '../../src/image/digest.js';
 import { MediaType } from '../../src/image/mediatype.js';
 import { getImage, putImage, type ImageRecord } from '../../src/metadata/index.js';
 import { Store } from '../../src/store.js';
-import { lines, runCli } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { lines, runCli, TSLAYER_BIN } from '../helpers/cli.js';
 import { makeTmpDir, removeTmpDir } from '../helpers/tmp.js';
 
 const sha = (s: string | Buffer): Digest => `sha256:${createHash('sha256').update(s).digest('hex')}`;
@@ -154,5 +155,24 @@ describe('tslayer images and rmi', () => {
     const refs = new Set(after.map((e) => e.ref));
     for (const n of names) assert.ok(!refs.has(n), `${n} should be gone`);
     for (let i = 0; i < written; i++) assert.ok(refs.has(`127.0.0.1:5000/concurrent/w${i}:latest`), `write ${i} lost`);
+  });
+
+  it('a reader that goes away early (| head -1) ends the output quietly, exit 0', async () => {
+    const big = await makeTmpDir('cli-epipe');
+    try {
+      const s = await Store.open(big);
+      await s.metadata.transaction(async (tx) => {
+        for (let i = 0; i < 3000; i++) putImage(tx, record(`127.0.0.1:5000/many/image${i}:latest`, sha(String(i)), 1));
+      });
+      const child = spawn(process.execPath, [TSLAYER_BIN, '--root', big, 'images'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.stdout.once('data', () => child.stdout.destroy());
+      const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+      assert.equal(stderr, '');
+      assert.equal(code, 0);
+    } finally {
+      await removeTmpDir(big);
+    }
   });
 });
