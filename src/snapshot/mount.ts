@@ -286,15 +286,23 @@ async function mountOverlayLegacy(spec: OverlaySpec, p: Parsed, target: string):
         'refusing to mount the stack truncated',
     );
   }
-  const cwd = process.cwd();
   const absTarget = resolve(target);
-  process.chdir(base);
-  try {
-    await mount('overlay', absTarget, 'overlay', flags, rel);
-  } finally {
-    process.chdir(cwd);
-  }
+  // The working directory is the process's: one such mount at a time (and relative paths
+  // elsewhere in the process would resolve against `base` meanwhile; tslayer uses none).
+  const run = chdirLock.then(async () => {
+    const cwd = process.cwd();
+    process.chdir(base);
+    try {
+      await mount('overlay', absTarget, 'overlay', flags, rel);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+  chdirLock = run.catch(() => undefined);
+  await run;
 }
+
+let chdirLock: Promise<unknown> = Promise.resolve();
 
 function commonDir(paths: string[]): string {
   let base = dirname(resolve(paths[0]));

@@ -82,33 +82,39 @@ interface Entry {
   ino: bigint;
 }
 
+async function describeEntry(p: string): Promise<{ e: Entry; dir: boolean }> {
+  const st = await lstat(p, { bigint: true });
+  const xattrs: Record<string, string> = {};
+  for (const x of (await llistxattr(p)).sort()) {
+    if (x.startsWith('trusted.overlay.')) continue;
+    xattrs[x] = (await lgetxattr(p, x)).toString('base64');
+  }
+  const e: Entry = {
+    type: st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other',
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    xattrs,
+    ino: st.ino,
+  };
+  if (st.isFile()) {
+    e.size = Number(st.size);
+    e.digest = createHash('sha256').update(await readFile(p)).digest('hex');
+  } else if (st.isSymbolicLink()) e.target = await readlink(p);
+  else if (!st.isDirectory()) e.size = Number(st.rdev);
+  return { e, dir: st.isDirectory() };
+}
+
 async function manifest(root: string): Promise<Map<string, Entry>> {
   const out = new Map<string, Entry>();
   const walk = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(join(root, rel))).sort()) {
+    const names = (await readdir(join(root, rel))).sort();
+    // One directory's entries at once: the syscalls overlap in the thread pool.
+    const described = await Promise.all(names.map((n) => describeEntry(join(root, rel, n))));
+    for (const [i, name] of names.entries()) {
       const r = rel ? `${rel}/${name}` : name;
-      const p = join(root, r);
-      const st = await lstat(p, { bigint: true });
-      const xattrs: Record<string, string> = {};
-      for (const x of (await llistxattr(p)).sort()) {
-        if (x.startsWith('trusted.overlay.')) continue;
-        xattrs[x] = (await lgetxattr(p, x)).toString('base64');
-      }
-      const e: Entry = {
-        type: st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other',
-        mode: Number(st.mode & 0o7777n),
-        uid: Number(st.uid),
-        gid: Number(st.gid),
-        xattrs,
-        ino: st.ino,
-      };
-      if (st.isFile()) {
-        e.size = Number(st.size);
-        e.digest = createHash('sha256').update(await readFile(p)).digest('hex');
-      } else if (st.isSymbolicLink()) e.target = await readlink(p);
-      else if (!st.isDirectory()) e.size = Number(st.rdev);
-      out.set(r, e);
-      if (st.isDirectory()) await walk(r);
+      out.set(r, described[i].e);
+      if (described[i].dir) await walk(r);
     }
   };
   await walk('');
