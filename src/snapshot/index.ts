@@ -20,6 +20,8 @@ export { mountAll, unmountAll, escapeOverlayPath, splitLowerdir, type MountOptio
 export { StorageSnapshotter, type SnapshotterOptions } from './snapshotter.js';
 export { Layout, type Driver, type SnapshotRef } from './driver.js';
 export { parseFilters } from './filter.js';
+export { mountedAt } from './mountinfo.js';
+export { diskUsage } from './usage.js';
 
 export const DRIVER_NAMES = ['overlay', 'native', 'btrfs', 'devmapper'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
