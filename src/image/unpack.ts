@@ -37,6 +37,7 @@ import { checkLayersMatch } from './config.js';
 import type { Descriptor, ImageConfig, Manifest } from './descriptor.js';
 import type { Digest } from './digest.js';
 import { layerCompression, type Compression } from './mediatype.js';
+import { ownerAlive, ownerToken } from './owner.js';
 
 /**
  * Opens the compressed bytes of a layer blob that is not in the content store yet. The
@@ -81,8 +82,12 @@ export interface UnpackResult {
   downloadedBytes: number;
 }
 
-/** Labels on snapshots made here. The temporary ones say which chain they were for. */
+/**
+ * Labels on snapshots made here. The temporary ones say which chain they were for and
+ * which process made them (so a later run can remove those of a killed process).
+ */
 export const LABEL_UNPACK = 'tslayer.io/unpack';
+export const LABEL_UNPACK_OWNER = 'tslayer.io/unpack.owner';
 export const LABEL_DIFF_ID = 'tslayer.io/diff-id';
 
 interface Layer {
@@ -112,6 +117,7 @@ export async function unpackLayers(opts: UnpackOptions): Promise<UnpackResult> {
   const what = opts.what ?? 'image';
   checkLayersMatch(manifest, config, what);
   const chain = chainIdsOf(config.rootfs.diff_ids);
+  await removeStaleUnpacks(snapshotter);
   const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
   const stop = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
@@ -338,7 +344,8 @@ async function applyLayer(
   const key = `unpack-${randomUUID()}-${l.chainId.slice(7, 19)}`;
   let mounts: Mount[];
   try {
-    mounts = await snapshotter.prepare(key, l.parent, { labels: { [LABEL_UNPACK]: l.chainId } });
+    const labels = { [LABEL_UNPACK]: l.chainId, [LABEL_UNPACK_OWNER]: await ownerToken() };
+    mounts = await snapshotter.prepare(key, l.parent, { labels });
   } catch (e) {
     for (const s of stages) s.destroy();
     throw e;
@@ -418,6 +425,28 @@ async function applyAndDrain(apply: Applier, tar: Readable, mounts: Mount[], opt
 
 function isAbort(e: unknown): boolean {
   return e instanceof Error && e.name === 'AbortError';
+}
+
+/**
+ * Removes the temporary snapshots of unpacks whose process is gone (killed mid-layer):
+ * they are never committed and nothing else would ever remove them.
+ */
+export async function removeStaleUnpacks(snapshotter: Snapshotter): Promise<number> {
+  const stale: string[] = [];
+  await snapshotter.walk(async (info) => {
+    const owner = info.labels[LABEL_UNPACK_OWNER];
+    if (owner !== undefined && !(await ownerAlive(owner))) stale.push(info.name);
+  }, `kind==active,labels."${LABEL_UNPACK}"`);
+  let removed = 0;
+  for (const key of stale) {
+    try {
+      await snapshotter.remove(key);
+      removed++;
+    } catch (e) {
+      if (!isNotFound(e)) throw e; // another process cleaned it up first
+    }
+  }
+  return removed;
 }
 
 async function isCommitted(snapshotter: Snapshotter, chainId: Digest): Promise<boolean> {

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { runCli } from '../helpers/cli.js';
 import { listSnapshots, treeListing, umociUnpack, withImageMounted } from '../helpers/images.js';
-import { buildImageLayout, skopeo, type BuiltLayout } from '../helpers/registry.js';
+import { buildImageLayout, buildMultiArchLayout, skopeo, type BuiltLayout } from '../helpers/registry.js';
 import { makeTmpDir, removeTmpDir } from '../helpers/tmp.js';
 
 const execFileP = promisify(execFile);
@@ -219,6 +219,18 @@ describe('tslayer import / export', () => {
       assert.equal(r.code, 1);
       assert.match(r.stderr, /^tslayer: export: image example.com\/not\/there:1 not found .*tslayer pull/);
     });
+  });
+
+  it('imports the chosen platform of a multi-platform layout (--platform)', async () => {
+    const d = join(await fresh('multi'), 'layout');
+    await buildMultiArchLayout(d, [
+      { platform: { os: 'linux', architecture: 'amd64' }, layers: [{ files: { arch: 'amd64\n' } }] },
+      { platform: { os: 'linux', architecture: 'arm64' }, layers: [{ files: { arch: 'arm64\n' } }] },
+    ]);
+    const root = await fresh('root');
+    const r = await cli(root, 'import', '--platform', 'linux/arm64', d, 'multi/img:1');
+    assert.equal(r.code, 0, r.stderr);
+    await withImageMounted(root, 'multi/img:1', async (dir) => assert.equal(await readFile(join(dir, 'arch'), 'utf8'), 'arm64\n'));
   });
 
   it('an OCI layout missing a layer blob is exit 1 naming it, and no image is recorded', async () => {

@@ -7,12 +7,16 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { compress as zstdCompress } from 'zstd-napi';
 import { chainIds } from '../../src/image/chainid.js';
 import type { Digest } from '../../src/image/digest.js';
 import { Store } from '../../src/store.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, TSLAYER_BIN } from '../helpers/cli.js';
 import { hasBlob, listSnapshots, withImageMounted } from '../helpers/images.js';
 import {
   buildImageLayout,
@@ -114,6 +118,39 @@ describe('tslayer pull: faults', () => {
     });
   }
 
+  it('a pull killed mid-layer leaves only debris that the next pull removes', async () => {
+    // The first layer streams from the network into its snapshot (the others are stored first).
+    const built = await layout('killed', [{ files: { 'big.bin': randomBytes(2 << 20) } }, { files: { 'top/f': 'top\n' } }]);
+    await pushLayout(built.dir, `${reg.host}/killed:latest`);
+    const big = built.images[0]!.layers[0]!;
+    // A proxy that sends the first 256 KiB of the big layer and then stalls.
+    const stall = await startStallingProxy(reg.host, big.digest, 256 << 10);
+    const root = await newRoot();
+    const child = spawn(process.execPath, [TSLAYER_BIN, '--root', root, 'pull', `${stall.host}/killed:latest`], { stdio: 'ignore' });
+    const exited = new Promise((r) => child.on('close', r));
+    try {
+      // Wait until the big layer is being unpacked into a temporary snapshot, then kill -9.
+      for (let i = 0; ; i++) {
+        const snaps = await listSnapshots(root).catch(() => []);
+        if (snaps.some((s) => s.kind === 'active')) break;
+        if (i > 300) assert.fail('the pull never started unpacking the big layer');
+        await sleep(20);
+      }
+      child.kill('SIGKILL');
+      await exited;
+    } finally {
+      child.kill('SIGKILL');
+      await stall.close();
+    }
+    assert.equal((await listSnapshots(root)).filter((s) => s.kind === 'active').length, 1, 'the killed pull left its temporary snapshot');
+    const r = await runCli(['--root', root, 'pull', `${reg.host}/killed:latest`]);
+    assert.equal(r.code, 0, r.stderr);
+    const snaps = await listSnapshots(root);
+    assert.ok(snaps.every((s) => s.kind === 'committed'), JSON.stringify(snaps));
+    assert.equal(snaps.length, 2);
+    await assertNoDebris(root);
+  });
+
   it('a truncated gzip layer fails and leaves no committed snapshot of it', async () => {
     const built = await layout('trunc', [
       { files: { 'ok/file': 'fine\n' } },
@@ -192,4 +229,41 @@ async function rewriteImage(
   const index = JSON.parse(await readFile(join(built.dir, 'index.json'), 'utf8'));
   index.manifests[0] = { ...index.manifests[0], ...m };
   await writeFile(join(built.dir, 'index.json'), JSON.stringify(index));
+}
+
+/**
+ * An HTTP proxy to `target` that, for GETs of blob `digest`, sends `bytes` bytes of the
+ * body and then sends nothing more (until closed): a download stuck mid-blob.
+ */
+async function startStallingProxy(target: string, digest: string, bytes: number): Promise<{ host: string; close(): Promise<void> }> {
+  const [thost, tport] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const srv = http.createServer((req, res) => {
+    const stallThis = req.method === 'GET' && (req.url ?? '').includes(digest);
+    const up = http.request({ host: thost, port: tport, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      if (!stallThis) {
+        upRes.pipe(res);
+        return;
+      }
+      let sent = 0;
+      upRes.on('data', (chunk: Buffer) => {
+        if (sent >= bytes) return upRes.pause();
+        const part = chunk.subarray(0, bytes - sent);
+        sent += part.length;
+        res.write(part);
+      });
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        srv.closeAllConnections();
+        srv.close(() => r());
+      }),
+  };
 }

@@ -241,6 +241,32 @@ describe('tslayer pull', () => {
     assert.ok(snaps.every((s) => s.kind === 'committed'));
   });
 
+  it('a Docker schema 2 image pulls, and exports as layouts skopeo reads', async () => {
+    const dir = await makeTmpDir('layout-v2s2');
+    cleanups.push(() => removeTmpDir(dir));
+    await buildImageLayout(dir, [{ files: { 'docker/file': 'v2s2\n' } }, { files: { 'docker/two': '2\n' } }]);
+    const ref = `${reg.host}/v2s2:latest`;
+    await pushLayout(dir, ref, { format: 'v2s2' });
+    const root = await newRoot();
+    const r = await pull(root, ref);
+    assert.equal(r.code, 0, r.stderr);
+    const raw = JSON.parse(await skopeo(['inspect', '--tls-verify=false', '--raw', `docker://${ref}`]));
+    assert.equal(raw.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+    await withImageMounted(root, ref, async (d) => assert.equal(await readFile(join(d, 'docker/file'), 'utf8'), 'v2s2\n'));
+    const out = await makeTmpDir('export-v2s2');
+    cleanups.push(() => removeTmpDir(out));
+    for (const [format, transport, path] of [
+      ['oci', 'oci', join(out, 'layout')],
+      ['docker-archive', 'docker-archive', join(out, 'img.tar')],
+      ['oci-archive', 'oci-archive', join(out, 'oci.tar')],
+    ] as const) {
+      const e = await runCli(['--root', root, 'export', ref, path, '--format', format]);
+      assert.equal(e.code, 0, e.stderr);
+      const inspected = JSON.parse(await skopeo(['inspect', `${transport}:${path}`]));
+      assert.equal(inspected.Layers.length, 2, format);
+    }
+  });
+
   it('a missing tag is exit 1 naming the reference', async () => {
     const root = await newRoot();
     const r = await pull(root, `${reg.host}/single:nope`);
