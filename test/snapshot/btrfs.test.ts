@@ -4,14 +4,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, stat, symlink, link, unlink, chmod, writeFile, readFile, open } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { chmod, link, lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import tarStream from 'tar-stream';
 import { differFor } from '../../src/archive/diff/index.js';
+import { applyToMounts } from '../../src/snapshot/apply.js';
 import { TslayerError } from '../../src/errors.js';
-import { lsetxattr, lutimesNs, subvolCreate, subvolIsReadonly } from '../../src/native/index.js';
+import { lgetxattr, llistxattr, lsetxattr, lutimesNs, subvolCreate, subvolIsReadonly } from '../../src/native/index.js';
 import { mountAll, openSnapshotter, unmountAll, type Mount, type StorageSnapshotter } from '../../src/snapshot/index.js';
 import { Store } from '../../src/store.js';
 import { makeLoopFs, withLoopFs, type LoopFs } from '../helpers/loop.js';
@@ -337,6 +339,91 @@ describe('btrfs commit differ', () => {
         }
       } finally {
         process.umask(mask);
+      }
+    }));
+});
+
+// ---- layer apply: the layer corpus gives the same trees as on overlay ------------------
+
+interface CorpusCase {
+  name: string;
+  hostile: boolean;
+  layers: number;
+  error?: unknown;
+}
+
+const STARTED = Date.now() - 60_000;
+
+/** Every entry of a tree: type, mode, owner, mtime, size, content hash, link target, link count, xattrs. */
+async function fullListing(root: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(join(root, rel))).sort()) {
+      const p = rel ? `${rel}/${name}` : name;
+      const abs = join(root, p);
+      const st = await lstat(abs);
+      const xattrs: string[] = [];
+      for (const x of (await llistxattr(abs)).sort()) xattrs.push(`${x}=${(await lgetxattr(abs, x)).toString('hex')}`);
+      let detail = '';
+      if (st.isFile()) detail = `${st.size} ${createHash('sha256').update(await readFile(abs)).digest('hex').slice(0, 16)} nlink=${st.nlink}`;
+      else if (st.isSymbolicLink()) detail = `-> ${await readlink(abs)}`;
+      else if (!st.isDirectory()) detail = `rdev=${st.rdev}`;
+      // Implied parent directories get the time of the apply: equal as "recent", not to the second.
+      const mtime = st.mtimeMs >= STARTED ? 'recent' : Math.floor(st.mtimeMs / 1000);
+      out.push(`${p} ${st.mode.toString(8)} ${st.uid}:${st.gid} mtime=${mtime} ${detail} ${xattrs.join(',')}`);
+      if (st.isDirectory()) await walk(p);
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/** Applies `case`'s layers as a chain of snapshots on `sn`; returns the top's full listing. */
+async function applyCase(sn: StorageSnapshotter, dir: string, c: CorpusCase, tmpDir: string): Promise<string[]> {
+  let parent: string | undefined;
+  for (let i = 0; i < c.layers; i++) {
+    const key = `${c.name}-${i}`;
+    const mounts = await sn.prepare(`${key}-a`, parent);
+    await applyToMounts(createReadStream(join(dir, c.name, `layer-${i}.tar`)), mounts, { tmpDir, layer: `${c.name}/layer-${i}` });
+    await sn.commit(key, `${key}-a`);
+    parent = key;
+  }
+  const target = join(tmpDir, `view-${sn.driver}-${c.name}`);
+  await mkdir(target);
+  try {
+    return await withMounted(await sn.view(`${c.name}-view`, parent), target, () => fullListing(target));
+  } finally {
+    await sn.remove(`${c.name}-view`);
+    await rm(target, { recursive: true });
+  }
+}
+
+describe('btrfs layer apply', () => {
+  it('applies every case of the layer corpus to the same tree as overlay, with no overlay markers', () =>
+    withTmpDir('btrfs-corpus', async (work) => {
+      const corpus = join(work, 'corpus');
+      await run(process.execPath, [new URL('../../../fixtures/layer-corpus.mjs', import.meta.url).pathname, corpus]);
+      const names = (JSON.parse(await readFile(join(corpus, 'index.json'), 'utf8')) as { cases: string[] }).cases;
+      const cases: CorpusCase[] = [];
+      for (const n of names) cases.push(JSON.parse(await readFile(join(corpus, n, 'case.json'), 'utf8')) as CorpusCase);
+      const normal = cases.filter((c) => !c.hostile && c.error === undefined);
+      assert.ok(normal.length >= 20, `the corpus has its normal cases (${normal.length})`);
+      const ov = await openSnapshotter(await Store.open(join(work, 'overlay-root')), 'overlay');
+      const bt = await openOnBtrfs('corpus');
+      try {
+        for (const c of normal) {
+          const want = await applyCase(ov, corpus, c, work);
+          const got = await applyCase(bt, corpus, c, work);
+          assert.deepEqual(got, want, `case ${c.name}`);
+          assert.ok(got.length > 0 || c.name === 'empty-layers', `case ${c.name} made a tree`);
+          for (const line of got) {
+            assert.doesNotMatch(line, /trusted\.overlay\./, `case ${c.name}: no overlay xattr on btrfs`);
+            assert.doesNotMatch(line, / 20000 .* rdev=0 /, `case ${c.name}: no whiteout device on btrfs`);
+          }
+        }
+      } finally {
+        await ov.close();
+        await bt.close();
       }
     }));
 });
