@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { lgetxattr, llistxattr, mount, umount, MNT, MS } from '../../src/native/index.js';
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -248,3 +248,32 @@ export async function writeOciLayout(c: CorpusCase, dir: string): Promise<void> 
     }),
   );
 }
+
+// ---- ad-hoc tars -----------------------------------------------------------------------------
+
+/** An entry for the corpus' tar writer (see fixtures/layer-corpus.mjs). */
+export interface TarEntrySpec {
+  type: 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
+  name: string | Buffer;
+  content?: string | Buffer;
+  link?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  mtime?: number;
+  xattrs?: Record<string, string | Buffer>;
+  format?: 'pax' | 'gnu' | 'prefix';
+}
+type Opts = Partial<TarEntrySpec>;
+interface TarWriter {
+  encodeLayer(l: TarEntrySpec[] | { entries: TarEntrySpec[]; noTrailer?: boolean; truncateTo?: number }): Buffer;
+  dir(name: string, o?: Opts): TarEntrySpec;
+  file(name: string | Buffer, content: string | Buffer, o?: Opts): TarEntrySpec;
+  sym(name: string, link: string, o?: Opts): TarEntrySpec;
+  hard(name: string, link: string, o?: Opts): TarEntrySpec;
+  fifo(name: string, o?: Opts): TarEntrySpec;
+  wh(name: string): TarEntrySpec;
+}
+
+/** The corpus generator's tar writer: deterministic ustar/PAX/GNU tars from entry lists. */
+export const tar = (await import(pathToFileURL(join(REPO, 'fixtures', 'layer-corpus.mjs')).href)) as TarWriter;
