@@ -11,6 +11,11 @@
  * waits (LEVEL_LOCKED is retried with backoff, never surfaced), and in-process callers
  * queue on a mutex first so one process never races itself for the lock.
  *
+ * Opening costs 5-30 ms (more under load), which a pull or a deep `prepare` pays once per
+ * transaction; so a process keeps the database open for a short linger (default 20 ms)
+ * after its last transaction and reuses it for the next one. Other processes wait at most
+ * that long beyond the transactions themselves.
+ *
  * Consequence for callers: keep transactions short. Never hold one across a layer
  * download or extraction; read, decide, write, return.
  */
@@ -30,23 +35,46 @@ export interface Tx {
 export interface MetadataOptions {
   /** How long to wait for another process holding the database, in ms. Default 120 s. */
   lockTimeoutMs?: number;
+  /** How long to keep the database open after a transaction, in ms. Default 20. */
+  lingerMs?: number;
 }
 
 export class MetadataStore {
   readonly dir: string;
   private readonly lockTimeoutMs: number;
+  private readonly lingerMs: number;
   private queue: Promise<unknown> = Promise.resolve();
+  private db: Level<string, Json> | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
 
   constructor(dir: string, opts: MetadataOptions = {}) {
     this.dir = dir;
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 120_000;
+    this.lingerMs = opts.lingerMs ?? 20;
+  }
+
+  /** Closes the database now if this process holds it open (it also closes by itself). */
+  close(): Promise<void> {
+    return this.enqueue(() => this.closeNow());
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async closeNow(): Promise<void> {
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    const db = this.db;
+    this.db = undefined;
+    if (db) await db.close();
   }
 
   /** Runs `fn` with exclusive access; its writes are applied atomically when it returns. */
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    const run = this.queue.then(() => this.runExclusive(fn));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.enqueue(() => this.runExclusive(fn));
   }
 
   /** Read-only convenience (still exclusive: LevelDB has no shared lock). */
@@ -55,14 +83,21 @@ export class MetadataStore {
   }
 
   private async runExclusive<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    const db = await this.openWithRetry();
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    this.db ??= await this.openWithRetry();
     try {
-      const tx = new Transaction(db);
+      const tx = new Transaction(this.db);
       const result = await fn(tx);
       await tx.flush();
       return result;
     } finally {
-      await db.close();
+      if (this.lingerMs <= 0) {
+        await this.closeNow();
+      } else {
+        // unref: a process that is done must not stay alive for the linger; exiting releases the lock too.
+        this.lingerTimer = setTimeout(() => void this.close().catch(() => undefined), this.lingerMs).unref();
+      }
     }
   }
 
