@@ -9,11 +9,16 @@
 // compressed in parallel, both cores work. Blocks of 1 MiB cost <0.1% in ratio (deflate's
 // window is only 32 KiB) and 18 bytes of member header+trailer each.
 //
-// Incompressible blocks (already compressed or encrypted data: a jar, a video, random
-// bytes) are stored, not deflated: deflate spends most of its time searching for matches
-// that are not there (~50 MB/s per core here), while a stored block costs a memcpy and a
-// CRC. A block counts as incompressible when four 4 KiB samples of it, deflated at level 1,
-// shrink by less than 3%; what that misjudges costs a little size, never correctness.
+// Blocks that deflate cannot shrink much (already compressed or encrypted data: a jar, a
+// video, random bytes) are not searched for matches that are not there, which is where
+// deflate spends its time (~50 MB/s per core here). Four 4 KiB samples of each block are
+// deflated at level 1 first (~1% of the block's cost):
+//   samples shrink < 3%    -> the block is stored (a memcpy and a CRC)
+//   samples shrink < 20%   -> run-length matching only (Z_RLE): keeps what such blocks do
+//                             compress (tar headers, zero padding between small files)
+//                             at a third of the cost
+//   otherwise              -> the requested level
+// What the samples misjudge costs a little size, never correctness.
 //
 // The output is deterministic: same input, level and block size give the same bytes
 // (zlib writes mtime 0 and a fixed OS byte in each member header; the store-or-deflate
@@ -36,25 +41,30 @@ const DEFAULT_BLOCK = 1 << 20;
 
 const SAMPLE = 4 << 10;
 const SAMPLES = 4;
-/** Deflated samples at least this big (relative) mean: not worth deflating. */
-const INCOMPRESSIBLE = 0.97;
+/** Relative size of the deflated samples from which a block is stored / only run-length coded. */
+const STORE_FROM = 0.97;
+const RLE_FROM = 0.8;
 
-/** Whether deflate would gain next to nothing on `block` (judged from a few samples). */
-export function looksIncompressible(block: Buffer): boolean {
-  if (block.length < SAMPLE * SAMPLES * 2) return false;
+/** How `block` is best compressed at `level`, judged from a few samples (see the file comment). */
+export function blockPlan(block: Buffer, level: number): { level: number; strategy: number } {
+  const plain = { level, strategy: zc.Z_DEFAULT_STRATEGY };
+  if (level === 0 || block.length < SAMPLE * SAMPLES * 2) return plain;
   const step = Math.floor(block.length / SAMPLES);
   const parts: Buffer[] = [];
   for (let i = 0; i < SAMPLES; i++) parts.push(block.subarray(i * step, i * step + SAMPLE));
   const sample = Buffer.concat(parts);
-  return deflateRawSync(sample, { level: 1 }).length >= sample.length * INCOMPRESSIBLE;
+  const ratio = deflateRawSync(sample, { level: 1 }).length / sample.length;
+  if (ratio >= STORE_FROM) return { level: 0, strategy: zc.Z_DEFAULT_STRATEGY };
+  if (ratio >= RLE_FROM) return { level, strategy: zc.Z_RLE };
+  return plain;
 }
 
 function gzipBlock(block: Buffer, level: number): Promise<Buffer> {
-  const effective = level > 0 && looksIncompressible(block) ? 0 : level;
+  const plan = blockPlan(block, level);
   return new Promise((resolve, reject) =>
     gzip(
       block,
-      { level: effective, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY, chunkSize: Math.max(block.length + (block.length >> 3) + 1024, 64 << 10) },
+      { ...plan, memLevel: 9, chunkSize: Math.max(block.length + (block.length >> 3) + 1024, 64 << 10) },
       (err, out) => (err ? reject(err) : resolve(out)),
     ),
   );
