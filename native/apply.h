@@ -98,6 +98,7 @@ class Applier {
   bool ApplyHardlink(const std::vector<std::string>& dir, const std::string& base, const Entry& e);
   bool ApplyWhiteout(const std::vector<std::string>& dir, const std::string& base);
   bool ApplyOpaque(const std::vector<std::string>& dir);
+  bool WhiteoutRootChildren();
   bool WhiteoutOverlay(const std::string& ppath, View* pv, const std::string& name);
   bool WhiteoutRemove(const std::string& ppath, const std::string& name);
   bool RemoveUntouched(const std::string& path);

@@ -554,8 +554,45 @@ bool Applier::ApplyOpaque(const std::vector<std::string>& dir) {
   if (r != Res::Ok) return true;
   if (!overlay_) return RemoveUntouched(dpath);
   if (dv->lowers.empty()) return true;  // nothing below shows through
+  if (dpath.empty()) return WhiteoutRootChildren();
   if (!EnsureUpper(dpath, dv) || !SetOpaque(dpath)) return false;
   Invalidate();
+  return true;
+}
+
+// overlayfs does not honour the opaque marker on a layer's root directory, so an opaque
+// root is written as a whiteout for every name the lower roots show (this layer's own
+// entries stay, as for any whiteout).
+bool Applier::WhiteoutRootChildren() {
+  View* root = GetView("");
+  if (root == nullptr) return false;
+  std::vector<int> lowers = root->lowers;
+  std::unordered_set<std::string> seen;
+  std::vector<std::string> visible;
+  for (int l : lowers) {
+    int fd = OpenBeneath(lowerFds_[l], "", O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return Sys(errno, "openat2", "");
+    DIR* d = fdopendir(fd);
+    if (d == nullptr) {
+      int e = errno;
+      close(fd);
+      return Sys(e, "fdopendir", "");
+    }
+    bool ok = true;
+    for (struct dirent* de; ok && (de = readdir(d)) != nullptr;) {
+      std::string n = de->d_name;
+      if (n == "." || n == ".." || !seen.insert(n).second) continue;  // the top layer having a name decides
+      struct stat st;
+      if (fstatat(dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) ok = Sys(errno, "fstatat", n);
+      else if (!IsWhiteout(st)) visible.push_back(n);
+    }
+    closedir(d);
+    if (!ok) return false;
+  }
+  for (const auto& n : visible) {
+    root = GetView("");  // each whiteout invalidates the cache
+    if (root == nullptr || !WhiteoutOverlay("", root, n)) return false;
+  }
   return true;
 }
 

@@ -153,14 +153,11 @@ View* Applier::GetView(const std::string& canon) {
   auto it = views_.find(canon);
   if (it != views_.end()) return &it->second;
   if (canon.empty()) {
+    // overlayfs ignores an opaque marker on a layer's root directory: every lower root
+    // shows (an opaque root is written as whiteouts instead, see ApplyOpaque).
     View root;
     root.inUpper = true;
-    if (overlay_ && !IsOpaque(rootFd_, "", &root.opaque)) return nullptr;
-    if (!root.opaque) {
-      std::vector<int> all;
-      for (size_t i = 0; i < lowerFds_.size(); i++) all.push_back(static_cast<int>(i));
-      if (!CollectLowers(all, 0, "", &root.lowers)) return nullptr;
-    }
+    for (size_t i = 0; i < lowerFds_.size(); i++) root.lowers.push_back(static_cast<int>(i));
     return &views_.emplace(canon, std::move(root)).first->second;
   }
   std::string parent = Dirname(canon);
