@@ -259,7 +259,8 @@ bool Applier::RemoveExisting(int pfd, const std::string& name, const std::string
   bool dir = S_ISDIR(st.st_mode);
   int r = dir ? RemoveAll(pfd, name) : (unlinkat(pfd, name.c_str(), 0) < 0 ? -errno : 0);
   if (r < 0) return Sys(-r, dir ? "unlinkat(recursive)" : "unlinkat", path);
-  OnRemoved(path, dir || S_ISLNK(st.st_mode));
+  // Removing a directory, a symlink or (overlay) a whiteout can change how paths resolve.
+  OnRemoved(path, dir || S_ISLNK(st.st_mode) || (overlay_ && IsWhiteout(st)));
   return true;
 }
 
