@@ -11,9 +11,9 @@
  *
  * So, as Docker's overlay2 does with its `l/` directory, a stack that would not fit is
  * returned with each lower layer named by a short symbolic link,
- * `<root>/snapshots/overlay/l/<id in base 36>` -> `../<id>/fs`; after containerd's own
- * compaction that is 3-4 bytes per layer, and the kernel's 500-layer limit fits in a page
- * with room to spare. Short stacks keep their real paths. A stack whose options would
+ * `<root>/snapshots/overlay/l/<id in base 62>` -> `../<id>/fs`; after containerd's own
+ * compaction that is 4-5 bytes per layer for ids below 916 million, and the kernel's
+ * 500-layer limit fits in a page with room to spare. Short stacks keep their real paths. A stack whose options would
  * still not fit is refused (FAILED_PRECONDITION): never a lowerdir the kernel truncates.
  *
  * Links are made when first needed and never change (ids are never reused); a link whose
@@ -86,6 +86,19 @@ export function containerdMountCall(options: readonly string[]): { chdir: string
   return { chdir, data };
 }
 
+const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+/** A snapshot id (decimal) in base 62: the short link's name. */
+export function shortName(id: string): string {
+  let n = BigInt(id);
+  let out = '';
+  do {
+    out = DIGITS[Number(n % 62n)] + out;
+    n /= 62n;
+  } while (n > 0n);
+  return out;
+}
+
 /** True when containerd can mount an overlay with these options without the kernel cutting them. */
 export function fitsContainerd(options: readonly string[]): boolean {
   return containerdMountCall(options).data.length <= MOUNT_DATA_LIMIT;
@@ -140,7 +153,7 @@ export class ContainerdMounts {
     const m = /^([0-9]+)\/fs$/.exec(rel);
     if (!m) return layer;
     const id = m[1];
-    const link = join(this.linkDir, BigInt(id).toString(36));
+    const link = join(this.linkDir, shortName(id));
     const target = `../${id}/fs`;
     if (!this.linkDirMade) {
       await mkdir(this.linkDir, { recursive: true, mode: 0o700 });
