@@ -1,13 +1,17 @@
 // Gzip on every core: the input is cut into fixed-size blocks, each block is compressed
-// as a complete gzip member by zlib on libuv's thread pool (several at once), and the
-// members are written in input order. A sequence of gzip members is itself a valid gzip
+// as a complete gzip member by zlib in a worker thread (one per core), and the members
+// are written in input order. A sequence of gzip members is itself a valid gzip
 // stream (RFC 1952 §2.2) that every reader we care about decompresses as one: Go's
 // compress/gzip (containerd, podman, skopeo, umoci), zlib/Node, GNU gzip, pigz.
 //
 // Why: one deflate stream runs on one core, and on the VMs tslayer is measured on that is
 // ~50-90 MB/s; a commit of a 100 MB file would spend 1-2 s in it alone. With blocks
 // compressed in parallel, both cores work. Blocks of 1 MiB cost <0.1% in ratio (deflate's
-// window is only 32 KiB) and 18 bytes of member header+trailer each.
+// window is only 32 KiB) and 18 bytes of member header+trailer each. Worker threads rather
+// than zlib's async API: that runs on libuv's thread pool, which the same commit needs for
+// its file reads, blob writes and the applier's batches, and its per-call bookkeeping on
+// the main thread (~4 ms per 1 MiB block here) competes with building the tar. A layer
+// smaller than one block is compressed on the calling thread: no worker is started.
 //
 // Blocks that deflate cannot shrink much (already compressed or encrypted data: a jar, a
 // video, random bytes) are not searched for matches that are not there, which is where
@@ -25,49 +29,83 @@
 // choice depends on the block's bytes only).
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { deflateRawSync, gzip, constants as zc } from 'node:zlib';
+import { Worker } from 'node:worker_threads';
+import { gzipBlockSync } from './gzip-block.js';
+
+export { blockPlan } from './gzip-block.js';
 
 export interface ParallelGzipOptions {
   /** zlib level 0-9 (default 6, zlib's and Go's default). */
   level?: number;
   /** Uncompressed bytes per gzip member (default 1 MiB). */
   blockSize?: number;
-  /** Members compressed at once (default: the number of cores). */
+  /** Worker threads (default: the number of cores). */
   concurrency?: number;
 }
 
 export const DEFAULT_GZIP_LEVEL = 6;
 const DEFAULT_BLOCK = 1 << 20;
+const WORKER = new URL('./gzip-worker.js', import.meta.url);
 
-const SAMPLE = 4 << 10;
-const SAMPLES = 4;
-/** Relative size of the deflated samples from which a block is stored / only run-length coded. */
-const STORE_FROM = 0.97;
-const RLE_FROM = 0.8;
+/** A few worker threads, each compressing one block at a time; jobs go to whichever is free. */
+class WorkerPool {
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly queue: Array<{ id: number; block: Uint8Array; level: number }> = [];
+  private readonly pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
+  private nextId = 0;
+  private failed: Error | undefined;
 
-/** How `block` is best compressed at `level`, judged from a few samples (see the file comment). */
-export function blockPlan(block: Buffer, level: number): { level: number; strategy: number } {
-  const plain = { level, strategy: zc.Z_DEFAULT_STRATEGY };
-  if (level === 0 || block.length < SAMPLE * SAMPLES * 2) return plain;
-  const step = Math.floor(block.length / SAMPLES);
-  const parts: Buffer[] = [];
-  for (let i = 0; i < SAMPLES; i++) parts.push(block.subarray(i * step, i * step + SAMPLE));
-  const sample = Buffer.concat(parts);
-  const ratio = deflateRawSync(sample, { level: 1 }).length / sample.length;
-  if (ratio >= STORE_FROM) return { level: 0, strategy: zc.Z_DEFAULT_STRATEGY };
-  if (ratio >= RLE_FROM) return { level, strategy: zc.Z_RLE };
-  return plain;
-}
+  constructor(private readonly size: number) {}
 
-function gzipBlock(block: Buffer, level: number): Promise<Buffer> {
-  const plan = blockPlan(block, level);
-  return new Promise((resolve, reject) =>
-    gzip(
-      block,
-      { ...plan, memLevel: 9, chunkSize: Math.max(block.length + (block.length >> 3) + 1024, 64 << 10) },
-      (err, out) => (err ? reject(err) : resolve(out)),
-    ),
-  );
+  compress(block: Uint8Array, level: number): Promise<Buffer> {
+    if (this.failed) return Promise.reject(this.failed);
+    const id = this.nextId++;
+    const p = new Promise<Buffer>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.queue.push({ id, block, level });
+    this.pump();
+    return p;
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      let w = this.idle.pop();
+      if (!w && this.workers.length < this.size) w = this.spawn();
+      if (!w) return;
+      w.postMessage(this.queue.shift()!);
+    }
+  }
+
+  private spawn(): Worker {
+    // --input-type (node -e) is refused for a worker loaded from a file.
+    const w = new Worker(WORKER, { execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')) });
+    w.on('message', (m: { id: number; out?: Uint8Array; error?: string }) => {
+      const job = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      this.idle.push(w);
+      this.pump();
+      if (!job) return;
+      if (m.error !== undefined) job.reject(new Error(`gzip: ${m.error}`));
+      else job.resolve(Buffer.from(m.out!.buffer, m.out!.byteOffset, m.out!.byteLength));
+    });
+    w.on('error', (e) => this.fail(e));
+    w.on('exit', (code) => {
+      if (code !== 0) this.fail(new Error(`gzip worker exited with status ${code}`));
+    });
+    this.workers.push(w);
+    return w;
+  }
+
+  private fail(e: Error): void {
+    this.failed ??= e;
+    for (const job of this.pending.values()) job.reject(this.failed);
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.workers.length = 0;
+  }
 }
 
 /** A Transform from uncompressed bytes to a multi-member gzip stream, compressed in parallel. */
@@ -75,6 +113,7 @@ export function parallelGzip(opts: ParallelGzipOptions = {}): Transform {
   const level = opts.level ?? DEFAULT_GZIP_LEVEL;
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK;
   const concurrency = Math.max(1, opts.concurrency ?? availableParallelism());
+  const pool = new WorkerPool(concurrency);
   let parts: Buffer[] = [];
   let partBytes = 0;
   // Members in flight, oldest first; each resolves to its compressed bytes.
@@ -90,14 +129,15 @@ export function parallelGzip(opts: ParallelGzipOptions = {}): Transform {
     return block;
   };
 
-  const start = (block: Buffer): void => {
-    const p = gzipBlock(block, level);
+  const start = (block: Buffer, inline: boolean): void => {
+    const p = inline ? Promise.resolve(gzipBlockSync(block, level)) : pool.compress(block, level);
     p.catch(() => undefined); // observed when it reaches the head of the queue
     inflight.push(p);
     members++;
   };
 
-  // Pushes finished members in order while more than `keep` are in flight.
+  // Pushes finished members in order while more than `keep` are in flight. Keeping one
+  // more than there are workers lets each worker find its next block waiting.
   const drainTo = async (t: Transform, keep: number): Promise<void> => {
     while (inflight.length > keep) t.push(await inflight.shift()!);
   };
@@ -110,16 +150,24 @@ export function parallelGzip(opts: ParallelGzipOptions = {}): Transform {
       if (partBytes < blockSize) return cb();
       (async () => {
         while (partBytes >= blockSize) {
-          start(cut());
-          await drainTo(this, concurrency);
+          start(cut(), false);
+          await drainTo(this, concurrency + 1);
         }
       })().then(() => cb(), cb);
     },
     flush(cb: TransformCallback) {
       (async () => {
-        if (partBytes > 0 || members === 0) start(cut()); // an empty input still makes one (empty) member
+        // An empty input still makes one (empty) member; a layer smaller than one block
+        // is compressed right here rather than starting a worker for it.
+        if (partBytes > 0 || members === 0) start(cut(), members === 0);
         await drainTo(this, 0);
-      })().then(() => cb(), cb);
+      })().then(
+        () => pool.close().then(() => cb(), cb),
+        (e) => void pool.close().finally(() => cb(e)),
+      );
+    },
+    destroy(err, cb) {
+      pool.close().finally(() => cb(err));
     },
   });
 }
