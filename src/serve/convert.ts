@@ -13,19 +13,20 @@ const FROM_KIND: Partial<Record<KindName, Kind>> = { VIEW: 'view', ACTIVE: 'acti
 export function toTimestamp(d: Date): PbTimestamp {
   const ms = d.getTime();
   const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1_000_000 };
+  const nanos = (ms - seconds * 1000) * 1_000_000;
+  return nanos ? { seconds, nanos } : { seconds };
 }
 
 /** A Timestamp as a Date (millisecond precision: what the store keeps). */
 export function fromTimestamp(t: PbTimestamp | null | undefined): Date {
   if (!t) return new Date(0);
-  return new Date(Number(t.seconds) * 1000 + Math.floor(Number(t.nanos) / 1_000_000));
+  return new Date(Number(t.seconds) * 1000 + Math.floor(Number(t.nanos ?? 0) / 1_000_000));
 }
 
 export function toPbInfo(info: Info): PbInfo {
   return {
     name: info.name,
-    parent: info.parent ?? '',
+    ...(info.parent && { parent: info.parent }),
     kind: TO_KIND[info.kind],
     created_at: toTimestamp(info.created),
     updated_at: toTimestamp(info.updated),
@@ -47,7 +48,7 @@ export function fromPbInfo(pb: PbInfo): Info {
 }
 
 export function toPbMount(m: Mount): PbMount {
-  return { type: m.type, source: m.source, target: '', options: [...m.options] };
+  return { type: m.type, source: m.source, options: [...m.options] };
 }
 
 export function fromPbMount(m: PbMount): Mount {

@@ -45,21 +45,25 @@ const LOADER_OPTIONS: protoLoader.Options = {
 
 export type KindName = 'UNKNOWN' | 'VIEW' | 'ACTIVE' | 'COMMITTED';
 
+/*
+ * Fields we send are left out when they hold proto3's default ('' or 0), as Go leaves them
+ * out: protobufjs would otherwise write them explicitly. Decoded messages have them all.
+ */
 export interface PbTimestamp {
   seconds: number;
-  nanos: number;
+  nanos?: number;
 }
 
 export interface PbMount {
   type: string;
   source: string;
-  target: string;
+  target?: string;
   options: string[];
 }
 
 export interface PbInfo {
   name: string;
-  parent: string;
+  parent?: string;
   kind: KindName;
   created_at: PbTimestamp | null;
   updated_at: PbTimestamp | null;
