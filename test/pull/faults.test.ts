@@ -151,6 +151,34 @@ describe('tslayer pull: faults', () => {
     await assertNoDebris(root);
   });
 
+  it('Ctrl-C during a pull stops it with status 130 and removes its temporary snapshot and ingest', async () => {
+    const built = await layout('sigint', [{ files: { 'big.bin': randomBytes(2 << 20) } }, { files: { 'top/f': 'top\n' } }]);
+    await pushLayout(built.dir, `${reg.host}/sigint:latest`);
+    const stall = await startStallingProxy(reg.host, built.images[0]!.layers[0]!.digest, 256 << 10);
+    const root = await newRoot();
+    const child = spawn(process.execPath, [TSLAYER_BIN, '--root', root, 'pull', `${stall.host}/sigint:latest`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    try {
+      for (let i = 0; ; i++) {
+        const snaps = await listSnapshots(root).catch(() => []);
+        if (snaps.some((s) => s.kind === 'active')) break;
+        if (i > 300) assert.fail('the pull never started unpacking');
+        await sleep(20);
+      }
+      child.kill('SIGINT');
+      const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout')]);
+      assert.equal(code, 130, stderr);
+      assert.match(stderr, /interrupted/);
+    } finally {
+      child.kill('SIGKILL');
+      await stall.close();
+    }
+    assert.deepEqual(await listSnapshots(root), []);
+    await assertNoDebris(root);
+  });
+
   it('a truncated gzip layer fails and leaves no committed snapshot of it', async () => {
     const built = await layout('trunc', [
       { files: { 'ok/file': 'fine\n' } },

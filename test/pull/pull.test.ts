@@ -230,6 +230,24 @@ describe('tslayer pull', () => {
     });
   });
 
+  it('an image with the same layers compressed differently unpacks nothing but stores its own blobs', async () => {
+    const files = { 'same/a': 'same content\n', 'same/b': 'more\n' };
+    const gz = await push('recompressed-gzip', [{ files, compression: 'gzip' }]);
+    const zs = await push('recompressed-zstd', [{ files, compression: 'zstd' }]);
+    assert.equal(gz.images[0]!.layers[0]!.diffId, zs.images[0]!.layers[0]!.diffId);
+    const root = await newRoot();
+    assert.equal((await pull(root, `${reg.host}/recompressed-gzip`)).code, 0);
+    const r = await runCli(['--root', root, '--json', 'pull', `${reg.host}/recompressed-zstd`]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout);
+    assert.equal(s.unpacked, 0);
+    assert.equal(s.bytes, zs.images[0]!.layers[0]!.size, 'the zstd blob was downloaded for the content store');
+    const out = await makeTmpDir('export-recompressed');
+    cleanups.push(() => removeTmpDir(out));
+    const e = await runCli(['--root', root, 'export', `${reg.host}/recompressed-zstd`, join(out, 'layout'), '--format', 'oci']);
+    assert.equal(e.code, 0, e.stderr);
+  });
+
   it('two processes pulling the same image at once both succeed and commit each layer once', async () => {
     const root = await newRoot();
     const ref = `${reg.host}/whiteouts:latest`;
