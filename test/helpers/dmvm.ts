@@ -129,6 +129,11 @@ mkdir -p /dev/pts /dev/shm
 mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
 mountpoint -q /dev/shm || mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
+# What udev would add to a devtmpfs /dev (bash's <(...) needs /dev/fd).
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
+[ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
+[ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
 for m in ${insmod.map(shQuote).join(' ')}; do
   insmod "$m" || echo "dmvm: insmod $m failed"
 done
