@@ -16,3 +16,8 @@ export * from './image/manifest.js';
 export * from './image/config.js';
 export * from './snapshot/index.js';
 export * from './care/fsck.js';
+export * from './image/local.js';
+export * from './image/record.js';
+export * from './image/unpack.js';
+export * from './image/pull.js';
+export * from './image/transfer.js';

@@ -10,7 +10,8 @@ import { RegistryClient, type RegistryOptions } from '../registry/client.js';
 import { formatPlatform, parsePlatform, selectPlatform, type PlatformSpec } from '../registry/platform.js';
 import type { Snapshotter } from '../snapshot/types.js';
 import type { Store } from '../store.js';
-import { checkLayersMatch } from './config.js';
+import { MAX_CONFIG_BYTES, checkLayersMatch } from './config.js';
+import { invalidArgument } from '../errors.js';
 import type { Descriptor, ImageConfig, Manifest } from './descriptor.js';
 import type { Digest } from './digest.js';
 import { putDocument, readConfig } from './documents.js';
@@ -105,6 +106,9 @@ export async function pullImage(ref: string | Reference, opts: PullOptions): Pro
 
 /** The config blob, from the store when it is there, else from the registry (and stored). */
 async function fetchConfig(store: Store, client: RegistryClient, ref: Reference, desc: Descriptor): Promise<ImageConfig> {
+  if (desc.size > MAX_CONFIG_BYTES) {
+    throw invalidArgument(`${formatReference(ref)}: config ${desc.digest} is ${desc.size} bytes, over the ${MAX_CONFIG_BYTES}-byte limit`);
+  }
   if (!(await store.content.has(desc.digest))) {
     await store.content.put(client.fetchBlob(ref, desc), { digest: desc.digest, size: desc.size });
   }
