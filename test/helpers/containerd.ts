@@ -15,6 +15,8 @@ export interface ContainerdOptions {
   dir: string;
   /** Proxy snapshotter name -> unix socket. */
   proxySnapshotters: Record<string, string>;
+  /** Keep the CRI plugin (off by default) and make this its snapshotter, as a Kubernetes node would. */
+  criSnapshotter?: string;
 }
 
 export interface RunningContainerd {
@@ -41,13 +43,14 @@ const DISABLED = [
   'io.containerd.tracing.processor.v1.otlp',
 ];
 
-function config(dir: string, proxies: Record<string, string>): string {
+function config(dir: string, proxies: Record<string, string>, criSnapshotter?: string): string {
   const q = (s: string) => JSON.stringify(s); // TOML basic strings take JSON's escapes
+  const disabled = criSnapshotter ? DISABLED.filter((p) => !p.endsWith('.cri')) : DISABLED;
   const lines = [
     'version = 2',
     `root = ${q(join(dir, 'root'))}`,
     `state = ${q(join(dir, 'state'))}`,
-    `disabled_plugins = [${DISABLED.map(q).join(', ')}]`,
+    `disabled_plugins = [${disabled.map(q).join(', ')}]`,
     '',
     '[grpc]',
     `  address = ${q(join(dir, 'containerd.sock'))}`,
@@ -61,6 +64,7 @@ function config(dir: string, proxies: Record<string, string>): string {
     '  schedule_delay = "0s"',
     '  startup_delay = "100ms"',
     '',
+    ...(criSnapshotter ? ['[plugins."io.containerd.grpc.v1.cri".containerd]', `  snapshotter = ${q(criSnapshotter)}`, ''] : []),
     '[proxy_plugins]',
   ];
   for (const [name, address] of Object.entries(proxies)) {
@@ -73,7 +77,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<RunningC
   const { dir } = opts;
   await mkdir(dir, { recursive: true });
   const cfg = join(dir, 'config.toml');
-  await writeFile(cfg, config(dir, opts.proxySnapshotters));
+  await writeFile(cfg, config(dir, opts.proxySnapshotters, opts.criSnapshotter));
   const address = join(dir, 'containerd.sock');
 
   const child: ChildProcess = spawn('containerd', ['--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
