@@ -38,7 +38,7 @@ describe('Kubernetes: containerd CRI with tslayer as its snapshotter', { timeout
   let serve: ChildProcess | undefined;
   let serveLog = '';
   let containerd: RunningContainerd | undefined;
-  let images: grpc.ServiceClient;
+  let images: InstanceType<grpc.ServiceClientConstructor>;
   let ref: string;
   let chain: string[];
   const storeRoot = () => join(tmp, 'store');
