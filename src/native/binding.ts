@@ -33,6 +33,7 @@ export interface RawBinding {
   subvolGetReadonly(path: string): Raw;
   subvolSetReadonly(path: string, readonly: boolean): Raw;
   scanDir(path: string, withXattrs: boolean): Promise<unknown>;
+  readFiles(paths: string[], sizes: number[]): Promise<Buffer | { errno: number; syscall: string; index: number }>;
   subvolInfo(path: string): Promise<{ id: number; fsid: string } | number>;
   fsConstants: Record<string, number>;
 }

@@ -5,5 +5,6 @@ export * from './fsops.js';
 export * from './btrfs.js';
 export * from './btrfs-info.js';
 export * from './scan.js';
+export * from './readfiles.js';
 export * from './apply.js';
 export type { SysCallError } from './errno.js';

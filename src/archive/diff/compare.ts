@@ -52,22 +52,27 @@ export class CompareDiffer implements Differ {
   readonly needsParentView = true;
 
   diff(req: DiffRequest): Readable {
-    return tarStream(compareMounts(req), req.stats);
+    const scratch: Scratch = { mounted: [] };
+    // The trees stay mounted until the tar is written: contents are read after listing.
+    const entries = (async function* () {
+      scratch.dir = await mkdtemp(joinPath(req.tmpDir ?? tmpdir(), 'tslayer-diff-'));
+      const active = await readOnlyDir(req.upper, joinPath(scratch.dir, 'active'), scratch.mounted);
+      const parent = req.lower ? await readOnlyDir(req.lower, joinPath(scratch.dir, 'parent'), scratch.mounted) : undefined;
+      yield* compareTrees(parent, active);
+    })();
+    return tarStream(entries, req.stats, () => release(scratch));
   }
 }
 
-async function* compareMounts(req: DiffRequest): AsyncGenerator<DiffEntry> {
-  const scratch = await mkdtemp(joinPath(req.tmpDir ?? tmpdir(), 'tslayer-diff-'));
-  const mounted: string[] = [];
-  try {
-    const active = await readOnlyDir(req.upper, joinPath(scratch, 'active'), mounted);
-    const parent = req.lower ? await readOnlyDir(req.lower, joinPath(scratch, 'parent'), mounted) : undefined;
-    yield* compareTrees(parent, active);
-  } finally {
-    for (const target of mounted.reverse()) await unmountAll(target);
-    for (const target of mounted) await rmdir(target).catch(() => undefined);
-    await rmdir(scratch).catch(() => undefined);
-  }
+interface Scratch {
+  dir?: string;
+  mounted: string[];
+}
+
+async function release(scratch: Scratch): Promise<void> {
+  for (const target of [...scratch.mounted].reverse()) await unmountAll(target);
+  for (const target of scratch.mounted) await rmdir(target).catch(() => undefined);
+  if (scratch.dir) await rmdir(scratch.dir).catch(() => undefined);
 }
 
 /** A directory showing `mounts`: a bind mount's source as it is, anything else mounted read-only at `target`. */
