@@ -6,16 +6,21 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { resolveLocalImage } from '../../src/image/local.js';
-import { mountAll, openSnapshotter, unmountAll, type Info } from '../../src/snapshot/index.js';
+import { mountAll, openSnapshotter, unmountAll, type DriverName, type Info } from '../../src/snapshot/index.js';
 import { Store } from '../../src/store.js';
 import { makeTmpDir, removeTmpDir } from './tmp.js';
 
 const execFileP = promisify(execFile);
 
 /** Runs `fn` with image `ref`'s merged tree mounted read-only, then unmounts and drops the view. */
-export async function withImageMounted<T>(root: string, ref: string, fn: (dir: string) => Promise<T>): Promise<T> {
+export async function withImageMounted<T>(
+  root: string,
+  ref: string,
+  fn: (dir: string) => Promise<T>,
+  driver: DriverName = 'overlay',
+): Promise<T> {
   const store = await Store.open(root);
-  const sn = await openSnapshotter(store, 'overlay');
+  const sn = await openSnapshotter(store, driver);
   const image = await resolveLocalImage(store, ref);
   const top = image.chainIds[image.chainIds.length - 1];
   if (top === undefined) throw new Error(`image ${ref} has no layers`);
@@ -38,10 +43,10 @@ export async function withImageMounted<T>(root: string, ref: string, fn: (dir: s
   }
 }
 
-/** Every snapshot of the overlay driver's default namespace. */
-export async function listSnapshots(root: string): Promise<Info[]> {
+/** Every snapshot of the default namespace of `driver` (overlay unless told). */
+export async function listSnapshots(root: string, driver: DriverName = 'overlay'): Promise<Info[]> {
   const store = await Store.open(root);
-  const sn = await openSnapshotter(store, 'overlay', { cleanup: false });
+  const sn = await openSnapshotter(store, driver, { cleanup: false });
   try {
     const out: Info[] = [];
     await sn.walk((i) => void out.push(i));
