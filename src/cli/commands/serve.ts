@@ -1,7 +1,6 @@
 // tslayer serve --address SOCKET: containerd's snapshots API on a unix socket, until
 // SIGINT/SIGTERM (ctx.signal), then a clean stop (running requests finish, socket removed).
 import type { Command } from 'commander';
-import { startServer } from '../../serve/index.js';
 import type { CliContext } from '../context.js';
 import { debugEnabled } from '../exit.js';
 
@@ -11,6 +10,9 @@ export function register(program: Command, ctx: CliContext): void {
     .description("serve containerd's snapshots API on a unix socket (proxy snapshotter)")
     .requiredOption('--address <socket>', 'unix socket path to listen on')
     .action(async (opts: { address: string }) => {
+      // Loaded here, not at the top: gRPC and the proto loader take ~0.2 s to import, which
+      // every other command would pay at startup.
+      const { startServer } = await import('../../serve/index.js');
       const store = await ctx.store();
       const line = (s: string) => ctx.stderr.write(`tslayer: serve: ${s}\n`);
       const server = await startServer({
