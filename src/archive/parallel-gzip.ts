@@ -72,7 +72,10 @@ class WorkerPool {
       let w = this.idle.pop();
       if (!w && this.workers.length < this.size) w = this.spawn();
       if (!w) return;
-      w.postMessage(this.queue.shift()!);
+      const job = this.queue.shift()!;
+      // The block owns its ArrayBuffer (see cut()): move it rather than copy it.
+      const whole = job.block.byteOffset === 0 && job.block.byteLength === job.block.buffer.byteLength;
+      w.postMessage(job, whole ? [job.block.buffer as ArrayBuffer] : []);
     }
   }
 
@@ -120,12 +123,21 @@ export function parallelGzip(opts: ParallelGzipOptions = {}): Transform {
   const inflight: Array<Promise<Buffer>> = [];
   let members = 0;
 
+  // The next block, copied into memory of its own (so it can be handed to a worker
+  // without another copy); what is left of the last part stays where it is.
   const cut = (): Buffer => {
-    const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, partBytes);
-    const block = all.subarray(0, blockSize);
-    const rest = all.subarray(blockSize);
-    parts = rest.length > 0 ? [rest] : [];
-    partBytes = rest.length;
+    const size = Math.min(blockSize, partBytes);
+    const block = Buffer.allocUnsafeSlow(size);
+    let filled = 0;
+    while (filled < size) {
+      const p = parts[0]!;
+      const take = Math.min(p.length, size - filled);
+      p.copy(block, filled, 0, take);
+      filled += take;
+      if (take === p.length) parts.shift();
+      else parts[0] = p.subarray(take);
+    }
+    partBytes -= size;
     return block;
   };
 
