@@ -13,7 +13,7 @@ import tarStream from 'tar-stream';
 import { differFor } from '../../src/archive/diff/index.js';
 import { applyToMounts } from '../../src/snapshot/apply.js';
 import { TslayerError } from '../../src/errors.js';
-import { lgetxattr, llistxattr, lsetxattr, lutimesNs, subvolCreate, subvolIsReadonly } from '../../src/native/index.js';
+import { lgetxattr, llistxattr, lsetxattr, lutimesNs, subvolCreate, subvolInfo, subvolIsReadonly } from '../../src/native/index.js';
 import { mountAll, openSnapshotter, unmountAll, type Mount, type StorageSnapshotter } from '../../src/snapshot/index.js';
 import { Store } from '../../src/store.js';
 import { makeLoopFs, withLoopFs, type LoopFs } from '../helpers/loop.js';
@@ -186,6 +186,21 @@ describe('btrfs driver', () => {
 });
 
 describe('btrfs usage', () => {
+  it('subvolInfo names the filesystem (as sysfs does) and the subvolume; off btrfs it fails ENOTTY', async () => {
+    const fs = await sharedBtrfs();
+    const top = await subvolInfo(fs.mountpoint);
+    assert.equal(top.id, 5, 'the top-level subvolume');
+    assert.match(top.fsid, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    assert.ok(await exists(`/sys/fs/btrfs/${top.fsid}`), 'sysfs knows the fsid');
+    const dir = await mkdtemp(join(fs.mountpoint, 'info-'));
+    await subvolCreate(join(dir, 'a'));
+    await subvolCreate(join(dir, 'b'));
+    const [a, b] = [await subvolInfo(join(dir, 'a')), await subvolInfo(join(dir, 'b'))];
+    assert.ok(a.id >= 256 && b.id === a.id + 1, `new subvolumes get fresh ids: ${a.id}, ${b.id}`);
+    assert.equal(a.fsid, top.fsid);
+    await assert.rejects(subvolInfo(scratch), { code: 'ENOTTY', path: scratch });
+  });
+
   it('counts a one-byte write into a large lower file as the whole file by the walk, as a block by qgroups', () =>
     withLoopFs(
       'btrfs',
