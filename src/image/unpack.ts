@@ -358,7 +358,7 @@ async function applyLayer(
     let inflateError: unknown;
     inflate.once('error', (e) => (inflateError = e));
     const flowing = pipeline(
-      [...stages, checkMagic(l, ctx.what), inflate, tar] as unknown as [Readable, ...Writable[]],
+      [...stages, rechunk(), checkMagic(l, ctx.what), inflate, tar] as unknown as [Readable, ...Writable[]],
       { signal: ctx.signal },
     );
     const applying = applyAndDrain(ctx.applier, tar, mounts, { tmpDir: ctx.tmpDir, layer: l.desc.digest });
@@ -527,6 +527,33 @@ function checkMagic(l: Layer, what: string): Transform {
       } catch (e) {
         cb(e as Error);
       }
+    },
+  });
+}
+
+/**
+ * Gathers small chunks (network reads are 16-64 KiB) into ~1 MiB ones: each chunk costs
+ * a thread-pool round trip in the decompressor, and fewer, larger ones cost less.
+ */
+function rechunk(size = 1 << 20): Transform {
+  let parts: Buffer[] = [];
+  let n = 0;
+  return new Transform({
+    highWaterMark: size,
+    transform(chunk: Buffer, _enc, cb) {
+      if (n === 0 && chunk.length >= size) return cb(null, chunk);
+      parts.push(chunk);
+      n += chunk.length;
+      if (n >= size) {
+        const out = Buffer.concat(parts, n);
+        parts = [];
+        n = 0;
+        return cb(null, out);
+      }
+      cb();
+    },
+    flush(cb) {
+      cb(null, n > 0 ? Buffer.concat(parts, n) : undefined);
     },
   });
 }
