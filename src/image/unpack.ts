@@ -241,7 +241,7 @@ async function downloadToStore(ctx: Ctx, l: Layer): Promise<void> {
   if (ingest === undefined) return; // stored by someone else meanwhile
   try {
     const source = await ctx.fetch!(l.desc, { signal: ctx.signal });
-    await pipeline(source, counter(ctx, l), ingest.writable(), { signal: ctx.signal });
+    await pipeline(source, rechunk(), counter(ctx, l), ingest.writable(), { signal: ctx.signal });
     await ingest.commit();
   } catch (e) {
     await releaseIngest(ingest, l.desc.size);
@@ -358,7 +358,7 @@ async function applyLayer(
     let inflateError: unknown;
     inflate.once('error', (e) => (inflateError = e));
     const flowing = pipeline(
-      [...stages, rechunk(), checkMagic(l, ctx.what), inflate, tar] as unknown as [Readable, ...Writable[]],
+      [stages[0]!, rechunk(), ...stages.slice(1), checkMagic(l, ctx.what), inflate, tar] as unknown as [Readable, ...Writable[]],
       { signal: ctx.signal },
     );
     const applying = applyAndDrain(ctx.applier, tar, mounts, { tmpDir: ctx.tmpDir, layer: l.desc.digest });
