@@ -15,7 +15,9 @@
  * is set up untimed, and the change is written and synced before the clock starts. A
  * commit's time runs from the command's start until it exited AND `sync -f` of the
  * filesystem returned. The tool order alternates between trials. Prints each trial, the
- * median per tool and tslayer's median over podman's (the target is <= 0.5).
+ * median per tool and tslayer's median over podman's (the target is <= 0.5), and the CPU
+ * time (user + sys, children included) each commit used: on a machine shared with other
+ * work, that is the figure that does not depend on the neighbours.
  *
  * Note what each one does: podman commit (to its own storage) writes the layer
  * uncompressed and applies it as a new layer of its storage; tslayer commit compresses it
@@ -65,6 +67,10 @@ function parseArgs(argv: string[]): Args {
 function sh(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stderr.on('data', (d) => {
+      const m = /^CPU ([\d.]+) ([\d.]+)$/m.exec(String(d));
+      if (m) lastCpu = Number(m[1]) + Number(m[2]);
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -107,6 +113,11 @@ interface Tool {
   commit(dir: string, a: Args): Promise<void>;
 }
 
+/** CPU seconds (user + sys, children included) of the last command run through timed(). */
+let lastCpu = 0;
+/** The command under GNU time, which reports its CPU use on stderr. */
+const timed = (cmd: string, args: string[]) => sh('/usr/bin/time', ['-f', 'CPU %U %S', cmd, ...args]);
+
 const podmanArgs = (dir: string, runroot: string) => [
   '--root', join(dir, 'podman'), '--runroot', runroot, '--storage-driver', 'overlay', '--events-backend', 'none',
 ];
@@ -132,7 +143,7 @@ const TOOLS: Record<string, Tool> = {
       };
     },
     async commit(dir) {
-      await sh('podman', [...podmanArgs(dir, runroots.get(dir)!), 'commit', '--quiet', 'bench', 'localhost/bench:out']);
+      await timed('podman', [...podmanArgs(dir, runroots.get(dir)!), 'commit', '--quiet', 'bench', 'localhost/bench:out']);
     },
   },
   tslayer: {
@@ -145,7 +156,7 @@ const TOOLS: Record<string, Tool> = {
       return { view, teardown: async () => void (await sh(process.execPath, [TSLAYER, '--root', root, 'umount', view]).catch(() => '')) };
     },
     async commit(dir, a) {
-      await sh(process.execPath, [TSLAYER, '--root', join(dir, 'tslayer'), '--quiet', 'commit', 'bench', 'bench:out', '--compression', a.compression]);
+      await timed(process.execPath, [TSLAYER, '--root', join(dir, 'tslayer'), '--quiet', 'commit', 'bench', 'bench:out', '--compression', a.compression]);
     },
   },
 };
@@ -162,6 +173,7 @@ async function main(): Promise<void> {
   const scratch = await mkdtemp('/tmp/tslayer-bench-commit-');
   const reg = await startRegistry();
   const times: Record<string, number[]> = Object.fromEntries(a.tools.map((t) => [t, []]));
+  const cpu: Record<string, number[]> = Object.fromEntries(a.tools.map((t) => [t, []]));
   try {
     const layout = join(scratch, 'layout');
     await mkdir(join(scratch, 'umoci'));
@@ -185,7 +197,8 @@ async function main(): Promise<void> {
             await sh('sync', ['-f', fs.mountpoint]);
             const s = Number(process.hrtime.bigint() - t0) / 1e9;
             times[name]!.push(s);
-            console.error(`trial ${trial + 1} ${name}: ${s.toFixed(2)} s`);
+            cpu[name]!.push(lastCpu);
+            console.error(`trial ${trial + 1} ${name}: ${s.toFixed(2)} s (cpu ${lastCpu.toFixed(2)} s)`);
           } finally {
             await teardown();
           }
@@ -202,7 +215,10 @@ async function main(): Promise<void> {
   console.log(`commit of ${a.files} small files + one ${a.bigMb} MB file (${a.content}), ${a.trials} trials, fresh ext4 each (seconds):`);
   for (const name of a.tools) {
     const xs = times[name]!;
-    console.log(`${name.padEnd(8)} median ${median(xs).toFixed(2)}  min ${Math.min(...xs).toFixed(2)}  max ${Math.max(...xs).toFixed(2)}`);
+    console.log(
+      `${name.padEnd(8)} median ${median(xs).toFixed(2)}  min ${Math.min(...xs).toFixed(2)}  max ${Math.max(...xs).toFixed(2)}` +
+        `  (cpu median ${median(cpu[name]!).toFixed(2)})`,
+    );
   }
   if (times.tslayer && times.podman) {
     const ratio = median(times.tslayer) / median(times.podman);
