@@ -3,6 +3,7 @@
 // umoci read what tslayer exports. Trees are compared with umoci's unpack of the source.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -145,6 +146,52 @@ describe('tslayer import / export', () => {
     const r = await cli(root, 'import', file);
     assert.equal(r.code, 0, r.stderr);
     await assertImageTree(root, 'docker.io/legacy/img:1');
+  });
+
+  it('imports a docker save archive of docker 25+ (blobs/sha256/..., with oci-layout and index.json)', async () => {
+    const d = await fresh('docker25');
+    const skopeoFile = join(d, 'skopeo.tar');
+    await skopeo(['copy', '--quiet', `oci:${src.dir}:${src.tag}`, `docker-archive:${skopeoFile}:new/docker:25`]);
+    const files = await readTar(skopeoFile);
+    const old = JSON.parse(files.get('manifest.json')!.toString('utf8'))[0] as { Config: string; Layers: string[] };
+    const blob = (b: Buffer) => `blobs/sha256/${createHash('sha256').update(b).digest('hex')}`;
+    const file = join(d, 'docker25.tar');
+    const pack = tar.pack();
+    const out = pipeline(pack, createWriteStream(file));
+    const add = (name: string, data: Buffer) => new Promise<void>((res, rej) => pack.entry({ name }, data, (e) => (e ? rej(e) : res())));
+    const layers: string[] = [];
+    const descs: Array<{ mediaType: string; digest: string; size: number }> = [];
+    for (const l of old.Layers) {
+      const b = files.get(l)!;
+      layers.push(blob(b));
+      descs.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${blob(b).slice(13)}`, size: b.length });
+      await add(blob(b), b);
+    }
+    const config = files.get(old.Config)!;
+    await add(blob(config), config);
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${blob(config).slice(13)}`, size: config.length },
+      layers: descs,
+    }));
+    await add(blob(manifest), manifest);
+    await add('index.json', Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{
+        mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${blob(manifest).slice(13)}`, size: manifest.length,
+        annotations: { 'io.containerd.image.name': 'docker.io/new/docker:25', 'org.opencontainers.image.ref.name': '25' },
+      }],
+    })));
+    await add('manifest.json', Buffer.from(JSON.stringify([{ Config: blob(config), RepoTags: ['new/docker:25'], Layers: layers }])));
+    await add('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+    await add('repositories', Buffer.from(JSON.stringify({ 'new/docker': { '25': layers.length } })));
+    pack.finalize();
+    await out;
+    const root = await fresh('root');
+    const r = await cli(root, 'import', file);
+    assert.equal(r.code, 0, r.stderr);
+    await assertImageTree(root, 'new/docker:25');
   });
 
   describe('export', () => {
