@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { Readable } from 'node:stream';
 import { TslayerError } from '../../errors.js';
-import { scanDir, type ScannedEntry } from '../../native/index.js';
+import { MS, mount, scanDir, type ScannedEntry } from '../../native/index.js';
 import { mountAll, unmountAll } from '../../snapshot/mount.js';
 import type { Mount } from '../../snapshot/types.js';
 import {
@@ -75,17 +75,21 @@ async function release(scratch: Scratch): Promise<void> {
   if (scratch.dir) await rmdir(scratch.dir).catch(() => undefined);
 }
 
-/** A directory showing `mounts`: a bind mount's source as it is, anything else mounted read-only at `target`. */
+/**
+ * A directory showing `mounts`: a bind mount's source as it is; anything else mounted at
+ * `target` as described, then made read-only for this mountpoint only. Not mounted with
+ * 'ro' directly: a filesystem already mounted read-write elsewhere (the active snapshot's
+ * device, in use by a container) refuses a second, read-only superblock mount (EBUSY),
+ * while a read-only bind of the same superblock is always possible.
+ */
 async function readOnlyDir(mounts: Mount[], target: string, mounted: string[]): Promise<string> {
   if (mounts.length === 1 && (mounts[0]!.type === 'bind' || mounts[0]!.options.includes('rbind') || mounts[0]!.options.includes('bind'))) {
     return mounts[0]!.source;
   }
   await mkdir(target);
   mounted.push(target);
-  await mountAll(
-    mounts.map((m) => ({ ...m, options: [...m.options.filter((o) => o !== 'rw'), 'ro'] })),
-    target,
-  );
+  await mountAll(mounts, target);
+  await mount('', target, 'none', MS.REMOUNT | MS.BIND | MS.RDONLY);
   return target;
 }
 
