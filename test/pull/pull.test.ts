@@ -20,6 +20,7 @@ import {
   type LayerSpec,
   type RunningRegistry,
 } from '../helpers/registry.js';
+import { makeLoopFs } from '../helpers/loop.js';
 import { makeTmpDir, removeTmpDir } from '../helpers/tmp.js';
 
 const HOST_ARCH = process.arch === 'arm64' ? 'arm64' : 'amd64';
@@ -120,6 +121,28 @@ describe('tslayer pull', () => {
       ids.map((id, i) => [id, ids[i - 1]]).sort(),
     );
   });
+
+  for (const driver of ['native', 'btrfs'] as const) {
+    it(`with --driver ${driver} the unpacked tree is the same as umoci's`, async () => {
+      // btrfs needs its store on btrfs: a loop filesystem for the test.
+      const fs = driver === 'btrfs' ? await makeLoopFs('btrfs', 512 << 20) : undefined;
+      try {
+        const root = fs ? join(fs.mountpoint, 'root') : await newRoot();
+        const ref = `${reg.host}/whiteouts:latest`;
+        const r = await runCli(['--root', root, '--driver', driver, 'pull', ref]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal((await listSnapshots(root, driver)).length, 3);
+        const umoci = await umociUnpack(whiteouts.dir, whiteouts.tag);
+        try {
+          await withImageMounted(root, ref, async (dir) => assert.deepEqual(await treeListing(dir), await treeListing(umoci.rootfs)), driver);
+        } finally {
+          await umoci.dispose();
+        }
+      } finally {
+        await fs?.dispose();
+      }
+    });
+  }
 
   it('pulls a zstd-compressed image', async () => {
     const root = await newRoot();
