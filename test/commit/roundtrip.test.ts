@@ -232,6 +232,26 @@ describe('commit and push, round trip with real peers', () => {
     }
   });
 
+  test('a snapshot without a parent commits to a one-layer image', async () => {
+    const scratch = join(dir, 'scratch-mnt');
+    await mkdir(scratch);
+    await mountAll(await sn.prepare('from-scratch'), scratch);
+    try {
+      await writeFile(join(scratch, 'only-file'), 'alone\n');
+      const r = await commitSnapshot({ store, snapshotter: sn, key: 'from-scratch', ref: `${reg.host}/scratch:1` });
+      assert.equal(r.base, undefined);
+      const img = await resolveLocalImage(store, `${reg.host}/scratch:1`);
+      assert.deepEqual(img.config.rootfs.diff_ids, [r.diffId]);
+      assert.equal(img.config.os, 'linux');
+      await withImageMounted(store.root, `${reg.host}/scratch:1`, async (view) => {
+        assert.deepEqual([...(await treeListing(view)).keys()], ['only-file']);
+      });
+    } finally {
+      await unmountAll(scratch);
+      await sn.remove('from-scratch');
+    }
+  });
+
   test('commit refuses a committed snapshot and names it', async () => {
     const img = await resolveLocalImage(store, base);
     await assert.rejects(

@@ -26,6 +26,8 @@ const BATCH_ENTRIES = 256;
 const BATCH_BYTES = 4 << 20;
 /** Batches read ahead of the one being written. */
 const READ_AHEAD = 3;
+/** Padding comes from here (the chunks are copied when packed): no allocation per file. */
+const ZEROS = Buffer.alloc(512);
 
 export interface TarStats {
   entries: number;
@@ -132,7 +134,7 @@ async function* generate(entries: AsyncIterable<DiffEntry>, stats: TarStats, cle
           }
           stats.contentBytes += header.size;
           const pad = padding(header.size);
-          if (pad > 0) add(Buffer.alloc(pad));
+          if (pad > 0) add(ZEROS.subarray(0, pad));
         }
         if (pendingBytes >= CHUNK) yield flush();
       }
