@@ -46,6 +46,8 @@ export interface PullResult {
   layers: number;
   /** Layers unpacked by this pull (0 when everything was there already). */
   unpacked: number;
+  /** Layers whose snapshot was there already. */
+  existing: number;
   /** Compressed bytes downloaded. */
   bytes: number;
   seconds: number;
@@ -96,6 +98,7 @@ export async function pullImage(ref: string | Reference, opts: PullOptions): Pro
       platform: formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant && { variant: config.variant }) }),
       layers: manifest.layers.length,
       unpacked: unpacked.unpacked,
+      existing: unpacked.existing,
       bytes: unpacked.downloadedBytes,
       seconds: Number(process.hrtime.bigint() - started) / 1e9,
     };

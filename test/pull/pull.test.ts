@@ -223,6 +223,7 @@ describe('tslayer pull', () => {
     assert.equal(second.code, 0, second.stderr);
     const s = JSON.parse(second.stdout);
     assert.equal(s.unpacked, 0);
+    assert.equal(s.existing, 3);
     assert.equal(s.bytes, 0);
     assert.deepEqual((await listSnapshots(root)).map((x) => x.name).sort(), before.map((x) => x.name).sort());
   });
