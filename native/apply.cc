@@ -107,6 +107,7 @@ bool Applier::Run(const uint8_t* data, size_t len) {
       if (!DecodeEntry(r, &e)) return Invalid("internal: malformed batch");
       if (cur_.active) return Invalid("internal: entry before the previous file's data ended");
       if (views_.size() > 100000) Invalidate();  // bound the cache on huge layers
+      retired_.clear();                           // no View* outlives the entry that took it
       if (!ApplyEntry(e)) return false;
     } else if (op == 2) {
       uint32_t k = r.U32();

@@ -146,6 +146,7 @@ class Applier {
   std::string entryName_;
 
   std::unordered_map<std::string, View> views_;        // canonical dir -> view
+  std::vector<std::unordered_map<std::string, View>> retired_;  // invalidated views, freed per entry
   std::unordered_map<std::string, std::string> memo_;  // cleaned parent name -> canonical dir
   std::unordered_set<std::string> symlinks_;           // canonical paths of symlinks followed
 
@@ -153,8 +154,8 @@ class Applier {
   std::string slotPath_;
   int slotFd_ = -1;
 
-  // 'remove' mode: paths this layer wrote, with their ancestors (umoci's upperPaths):
-  // whiteouts and opaque markers remove everything else, never these.
+  // Paths this layer wrote, with their ancestors (umoci's upperPaths): whiteouts and
+  // opaque markers hide everything else (in overlay mode copy-ups included), never these.
   std::unordered_set<std::string> touched_;
 
   // Directory times to set at the end (after their children are written): the tar's for

@@ -176,9 +176,10 @@ bool Applier::SetOpaque(const std::string& path) {
   return r == 0 || Sys(e, "fsetxattr", path + " (" + opaqueXattr_ + ")");
 }
 
-// 'remove' mode: remembers that this layer wrote `path` (and so its ancestors).
+// Remembers that this layer wrote `path` (and so its ancestors). Whiteouts spare these;
+// anything else is lower content, including what overlay mode copied up from below (a
+// parent directory, a hardlink target), which a whiteout must still hide.
 bool Applier::Touch(const std::string& path) {
-  if (overlay_) return true;  // the target dir holds this layer only: it is the record
   std::string p = path;
   while (touched_.insert(p).second && !p.empty()) p = Dirname(p);
   return true;
@@ -425,7 +426,11 @@ bool Applier::ApplyHardlink(const std::vector<std::string>& dir, const std::stri
   if (!LookupChild(*tv, tppath, tbase, &lk)) return false;
   if (lk.kind == Lookup::Missing) return Invalid("hardlink target \"" + e.link + "\" does not exist");
   if (lk.kind == Lookup::Dir) return Invalid("hardlink target \"" + e.link + "\" is a directory");
-  if (path == tpath) return Touch(path);  // a link to itself: already there
+  // The entry replaces what is at its path, so a target there (a link to itself, maybe
+  // through symlinks) or below it would be gone before the link: containerd, moby and
+  // umoci all fail on such a link too.
+  if (path == tpath || tpath.compare(0, path.size() + 1, path + "/") == 0)
+    return Invalid("hardlink target \"" + e.link + "\" is the entry itself or inside it");
   if (lk.layer >= 0 && !CopyUp(tppath, tv, tbase, lk)) return false;
   int tfd = OpenBeneath(rootFd_, tppath, O_PATH | O_DIRECTORY | O_NOFOLLOW);
   if (tfd < 0) return Sys(errno, "openat2", tppath);
@@ -515,18 +520,25 @@ bool Applier::WhiteoutOverlay(const std::string& ppath, View* pv, const std::str
   if (pv->inUpper) {
     struct stat st;
     int r = LstatBeneath(rootFd_, path, &st);
-    if (r == 0) {
-      // This layer wrote it (the target dir holds nothing else): it stays. Being in the
-      // target dir already hides a lower non-directory; a directory merges, so it is made
-      // opaque to stop showing what the lowers have there.
+    if (r == 0 && touched_.count(path)) {
+      // This layer wrote it: it stays. In the target dir it already hides a lower
+      // non-directory; a directory merges, so what was copied up into it goes and it is
+      // made opaque to stop showing what the lowers have there.
       if (!S_ISDIR(st.st_mode)) return true;
-      if (!LowerHas(*pv, path, false, &has)) return false;
+      if (!RemoveUntouched(path) || (pv = GetView(ppath)) == nullptr || !LowerHas(*pv, path, false, &has)) return false;
       if (!has) return true;
       if (!SetOpaque(path)) return false;
       Invalidate();
       return true;
     }
-    if (r != -ENOENT && r != -ENOTDIR) return Sys(-r, "openat2", path);
+    if (r == 0) {
+      // Copied up from below (nothing under it was written by this layer): lower content.
+      int pfd;
+      if (!UpperFd(ppath, &pfd) || !NoteModified(ppath, pfd) || !RemoveExisting(pfd, name, path, st)) return false;
+      if ((pv = GetView(ppath)) == nullptr) return false;
+    } else if (r != -ENOENT && r != -ENOTDIR) {
+      return Sys(-r, "openat2", path);
+    }
   }
   if (!LowerHas(*pv, path, false, &has)) return false;
   if (!has) return true;
@@ -556,7 +568,8 @@ bool Applier::ApplyOpaque(const std::vector<std::string>& dir) {
   if (!overlay_) return RemoveUntouched(dpath);
   if (dv->lowers.empty()) return true;  // nothing below shows through
   if (dpath.empty()) return WhiteoutRootChildren();
-  if (!EnsureUpper(dpath, dv) || !SetOpaque(dpath)) return false;
+  // What was copied up into it is lower content too; then the lowers are hidden.
+  if (!EnsureUpper(dpath, dv) || !RemoveUntouched(dpath) || !SetOpaque(dpath)) return false;
   Invalidate();
   return true;
 }
@@ -597,7 +610,8 @@ bool Applier::WhiteoutRootChildren() {
   return true;
 }
 
-// 'remove' mode: deletes everything under directory `path` that this layer did not write.
+// Deletes everything under directory `path` of the target dir that this layer did not
+// write ('remove' mode: the lower content itself; overlay: what was copied up from it).
 bool Applier::RemoveUntouched(const std::string& path) {
   int fd = OpenBeneath(rootFd_, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (fd < 0) return Sys(errno, "openat2", path);

@@ -348,7 +348,10 @@ void Applier::OnRemoved(const std::string& path, bool structural) {
   }
 }
 
+// Views are dropped, not freed: a View* taken earlier in the same entry stays valid memory
+// (moving a node-based map keeps its elements where they are) until the next entry starts.
 void Applier::Invalidate() {
+  retired_.push_back(std::move(views_));
   views_.clear();
   memo_.clear();
   symlinks_.clear();

@@ -15,7 +15,8 @@
  *  - symlinks are created verbatim (their target is data), but when a later entry's path
  *    goes through one (of this layer or a lower one) it is followed inside the root: an
  *    absolute target and ".." at the top mean the root (RESOLVE_IN_ROOT). More than 40
- *    links in one path is UNSAFE_ENTRY.
+ *    links in one path is UNSAFE_ENTRY. A ".." after a non-directory in a link target is
+ *    ENOTDIR as for the kernel (umoci's securejoin would take it lexically).
  *  - implied parent directories: created 0755 root-owned when no layer has them; when a
  *    lower layer has them (overlay mode) they are copied up with their mode, owner, xattrs
  *    and times (/tmp stays 1777).
@@ -23,15 +24,18 @@
  *  - duplicate entries: the last one wins; a directory entry over a directory keeps the
  *    contents and replaces mode, owner, xattrs and times.
  *  - hardlinks: the target is resolved like a name but a ".." climbing above the root is
- *    UNSAFE_ENTRY (as containerd); a missing target or a directory target is
- *    INVALID_ARGUMENT; a target only a lower layer has is copied up and linked to.
+ *    UNSAFE_ENTRY (as containerd); a missing target, a directory, or the entry's own path
+ *    (or one below it, which replacing the entry would remove) is INVALID_ARGUMENT; a
+ *    target only a lower layer has is copied up and linked to.
  *  - whiteouts (".wh.NAME") and opaque markers (".wh..wh..opq") hide what the layers below
- *    have, never what this layer writes (in any order), and create no directories when
+ *    have (including what overlay mode copied up from them), never what this layer writes
+ *    (in any order; umoci's rule), and create no directories when
  *    there is nothing to hide. ".wh.", ".wh.." and ".wh..." (naming nothing, the directory
  *    itself or its parent) are UNSAFE_ENTRY. Other ".wh..wh.*" names (AUFS bookkeeping)
  *    are skipped.
  *      overlay: a char 0/0 device at NAME (or the opaque xattr when NAME is a directory
- *               this layer wrote); the opaque xattr on the directory for ".wh..wh..opq".
+ *               this layer wrote); the opaque xattr on the directory for ".wh..wh..opq"
+ *               (at the root, where overlayfs ignores it: a whiteout per lower name).
  *      remove:  deleted for real, except what this layer wrote (umoci's rule).
  *  - xattrs (SCHILY.xattr.*, values as raw bytes): trusted.overlay.* (and user.overlay.*
  *    on a rootless store) are never applied; security.selinux and system.nfs4_acl are
