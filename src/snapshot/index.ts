@@ -7,10 +7,11 @@
  *
  * Metadata lives in the store's LevelDB, data under ROOT/snapshots/<driver>/.
  */
-import { TslayerError, invalidArgument } from '../errors.js';
+import { invalidArgument } from '../errors.js';
 import type { Store } from '../store.js';
 import { Layout, type Driver } from './driver.js';
 import { BtrfsDriver } from './drivers/btrfs.js';
+import { DevmapperDriver } from './drivers/devmapper.js';
 import { NativeDriver } from './drivers/native.js';
 import { OverlayDriver } from './drivers/overlay.js';
 import { StorageSnapshotter, type SnapshotterOptions } from './snapshotter.js';
@@ -34,7 +35,7 @@ export interface OpenSnapshotterOptions extends SnapshotterOptions {
 }
 
 /** Makes the per-driver part. New drivers register here. */
-function makeDriver(name: DriverName, layout: Layout, _opts: Record<string, unknown>): Driver {
+function makeDriver(name: DriverName, layout: Layout, opts: OpenSnapshotterOptions, store: Store): Driver {
   switch (name) {
     case 'overlay':
       return new OverlayDriver(layout);
@@ -43,7 +44,8 @@ function makeDriver(name: DriverName, layout: Layout, _opts: Record<string, unkn
     case 'btrfs':
       return new BtrfsDriver(layout);
     case 'devmapper':
-      throw new TslayerError('NOT_IMPLEMENTED', `snapshot driver ${name} is not implemented yet`);
+      // driverOptions: dmPool, dmBaseSize (bytes), dmFs, as the CLI's context passes them.
+      return new DevmapperDriver(layout, store, opts.driverOptions ?? {}, opts.warn);
     default:
       throw invalidArgument(`unknown snapshot driver ${JSON.stringify(name)} (use ${DRIVER_NAMES.join(', ')})`);
   }
@@ -55,7 +57,7 @@ export async function openSnapshotter(
   opts: OpenSnapshotterOptions = {},
 ): Promise<StorageSnapshotter> {
   const layout = new Layout(store.snapshotsDir(driver));
-  const impl = makeDriver(driver, layout, opts.driverOptions ?? {});
+  const impl = makeDriver(driver, layout, opts, store);
   const sn = new StorageSnapshotter(store.metadata, impl, layout.root, opts);
   await sn.init();
   if (opts.cleanup ?? true) await sn.cleanup();
