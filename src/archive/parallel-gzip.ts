@@ -58,6 +58,11 @@ class WorkerPool {
 
   constructor(private readonly size: number) {}
 
+  /** Starts every worker now (they take a while to boot), if not started yet. */
+  warm(): void {
+    while (this.workers.length < this.size) this.idle.push(this.spawn());
+  }
+
   compress(block: Uint8Array, level: number): Promise<Buffer> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
@@ -159,6 +164,8 @@ export function parallelGzip(opts: ParallelGzipOptions = {}): Transform {
     transform(chunk: Buffer, _enc, cb: TransformCallback) {
       parts.push(chunk);
       partBytes += chunk.length;
+      // Enough input that blocks are coming: boot the workers while the first one fills.
+      if (members === 0 && partBytes >= blockSize / 4) pool.warm();
       if (partBytes < blockSize) return cb();
       (async () => {
         while (partBytes >= blockSize) {
