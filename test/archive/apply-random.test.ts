@@ -7,7 +7,7 @@
 // On failure the seed and the entries of every layer are printed to reproduce it.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +15,8 @@ import { applyLayer } from '../../src/archive/apply.js';
 import {
   CORPUS_DIR,
   diffTree,
+  fingerprint,
+  makeCanary,
   mountStack,
   readTree,
   tar,
@@ -29,6 +31,7 @@ import { makeTmpDir, removeTmpDir } from '../helpers/tmp.js';
 
 /** More with APPLY_RANDOM_STACKS=N (the default keeps the suite fast). */
 const STACKS = Number(process.env.APPLY_RANDOM_STACKS ?? 40);
+const CANARY = '/tmp/tslayer-canary';
 const hasUmoci = !spawnSync('umoci', ['--version']).error;
 
 function rng(seed: number) {
@@ -43,19 +46,22 @@ function rng(seed: number) {
 
 function randomLayer(r: () => number): TarEntrySpec[] {
   const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)]!;
-  const path = () => Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(['a', 'b', 'c'])).join('/');
+  const plain = () => Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(['a', 'b', 'c'])).join('/');
+  // Now and then a name that climbs or is absolute (cleaned to the same place in the root).
+  const path = () => (r() < 0.1 ? pick(['/', '../', '../../', './']) : '') + plain();
+  const xattrs = () => (r() < 0.3 ? { xattrs: { 'user.t': pick(['1', '2']) } } : {});
   const out: TarEntrySpec[] = [];
   const n = 4 + Math.floor(r() * 10);
   for (let i = 0; i < n; i++) {
-    const p = path();
+    const p = path().replace(/^\.?\/+/, '');
     const dirOf = p.includes('/') ? p.slice(0, p.lastIndexOf('/') + 1) : '';
     const base = p.slice(p.lastIndexOf('/') + 1);
     const k = r();
-    if (k < 0.25) out.push(tar.file(p, `content ${Math.floor(r() * 3)}`, { mode: pick([0o644, 0o755, 0o4755, 0o600]), uid: pick([0, 1000]) }));
-    else if (k < 0.45) out.push(tar.dir(`${p}/`, { mode: pick([0o755, 0o700, 0o1777]), gid: pick([0, 50]) }));
+    if (k < 0.25) out.push(tar.file(p, `content ${Math.floor(r() * 3)}`, { mode: pick([0o644, 0o755, 0o4755, 0o600]), uid: pick([0, 1000]), ...xattrs() }));
+    else if (k < 0.45) out.push(tar.dir(`${p}/`, { mode: pick([0o755, 0o700, 0o1777]), gid: pick([0, 50]), ...xattrs() }));
     // No ".." after a name in the targets: through a non-directory ("fifo/..") the kernel
     // and tslayer say ENOTDIR while umoci's securejoin takes ".." lexically.
-    else if (k < 0.57) out.push(tar.sym(p, pick(['a', 'b/c', '/a', '../a', '../../c', '/b/a', 'nowhere', '.'])));
+    else if (k < 0.57) out.push(tar.sym(p, pick(['a', 'b/c', '/a', '../a', '../../c', '/b/a', 'nowhere', '.', '/', '../../../../../../..', CANARY])));
     else if (k < 0.64) out.push(tar.hard(p, path()));
     else if (k < 0.8) out.push(tar.wh(`${dirOf}.wh.${base}`));
     else if (k < 0.9) out.push(tar.wh(`${dirOf}.wh..wh..opq`));
@@ -76,11 +82,15 @@ function asExpected(t: Map<string, ActualNode>): Record<string, ExpectedNode> {
 
 describe(`layer apply, ${STACKS} random three-layer stacks: overlay = remove${hasUmoci ? ' = umoci' : ' (umoci not installed: not compared)'}`, () => {
   let work: string;
+  let canaryPrint: string;
   before(async () => {
     work = await makeTmpDir('apply-random');
+    await makeCanary(CANARY);
+    canaryPrint = await fingerprint(CANARY);
   });
   after(async () => {
     await removeTmpDir(work);
+    await rm(CANARY, { recursive: true, force: true });
   });
 
   /** Applies `tars` in order; the index of the refused layer and the entry it names, if any. */
@@ -137,6 +147,7 @@ describe(`layer apply, ${STACKS} random three-layer stacks: overlay = remove${ha
         await unmountStack(merged);
       }
 
+      assert.equal(await fingerprint(CANARY), canaryPrint, `the canary was changed\n${ctx()}`);
       if (hasUmoci) {
         const name = `random-${seed}`;
         const src = join(CORPUS_DIR, '..', 'random', name);
