@@ -33,6 +33,7 @@ import { arch } from 'node:os';
 import { finished } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { differFor } from '../archive/diff/index.js';
+import { withGcShared } from '../care/gc-lock.js';
 import type { TarStats } from '../archive/diff/index.js';
 import { TslayerError, failedPrecondition, isAlreadyExists, isNotFound } from '../errors.js';
 import { listImages } from '../metadata/index.js';
@@ -97,7 +98,12 @@ export interface CommitResult {
   seconds: number;
 }
 
-export async function commitSnapshot(opts: CommitOptions): Promise<CommitResult> {
+/** Commits under the shared gc lock (src/care/gc-lock.ts): the layer and its snapshot exist before the record does. */
+export function commitSnapshot(opts: CommitOptions): Promise<CommitResult> {
+  return withGcShared(opts.store, () => commitSnapshotLocked(opts), { signal: opts.signal });
+}
+
+async function commitSnapshotLocked(opts: CommitOptions): Promise<CommitResult> {
   const started = process.hrtime.bigint();
   const { store, snapshotter: sn, key } = opts;
   const name = formatReference(typeof opts.ref === 'string' ? parseReference(opts.ref) : opts.ref);

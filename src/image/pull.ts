@@ -6,6 +6,7 @@
  * The record is written last: an image name only ever points at a complete image.
  */
 import type { Readable } from 'node:stream';
+import { withGcShared } from '../care/gc-lock.js';
 import { RegistryClient, type RegistryOptions } from '../registry/client.js';
 import { formatPlatform, parsePlatform, selectPlatform, type PlatformSpec } from '../registry/platform.js';
 import type { Snapshotter } from '../snapshot/types.js';
@@ -53,7 +54,12 @@ export interface PullResult {
   seconds: number;
 }
 
-export async function pullImage(ref: string | Reference, opts: PullOptions): Promise<PullResult> {
+/** Pulls under the shared gc lock (src/care/gc-lock.ts): blobs stored before the record exists are not garbage. */
+export function pullImage(ref: string | Reference, opts: PullOptions): Promise<PullResult> {
+  return withGcShared(opts.store, () => pullImageLocked(ref, opts), { signal: opts.signal });
+}
+
+async function pullImageLocked(ref: string | Reference, opts: PullOptions): Promise<PullResult> {
   const started = process.hrtime.bigint();
   const parsed = typeof ref === 'string' ? parseReference(ref) : ref;
   const name = formatReference(parsed);

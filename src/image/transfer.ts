@@ -2,6 +2,7 @@
 // holds is found by looking (a directory with oci-layout; a tar with manifest.json or
 // index.json); the image itself always goes through the shared unpack pipeline.
 import { stat } from 'node:fs/promises';
+import { withGcShared } from '../care/gc-lock.js';
 import { TslayerError, invalidArgument, isErrno, notFound } from '../errors.js';
 import type { Snapshotter } from '../snapshot/types.js';
 import type { Store } from '../store.js';
@@ -40,7 +41,12 @@ export interface ImportResult {
   seconds: number;
 }
 
-export async function importImage(path: string, opts: ImportImageOptions): Promise<ImportResult> {
+/** Imports under the shared gc lock (src/care/gc-lock.ts): blobs stored before the records exist are not garbage. */
+export function importImage(path: string, opts: ImportImageOptions): Promise<ImportResult> {
+  return withGcShared(opts.store, () => importImageLocked(path, opts), { signal: opts.signal });
+}
+
+async function importImageLocked(path: string, opts: ImportImageOptions): Promise<ImportResult> {
   const started = process.hrtime.bigint();
   const { store } = opts;
   const st = await stat(path).catch((e) => {
