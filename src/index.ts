@@ -16,6 +16,7 @@ export * from './image/manifest.js';
 export * from './image/config.js';
 export * from './snapshot/index.js';
 export * from './care/fsck.js';
+export * from './care/gc.js';
 export * from './image/local.js';
 export * from './image/record.js';
 export * from './image/unpack.js';
