@@ -17,13 +17,20 @@ const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 /** Why the VM targets cannot run here (undefined: they can). */
 export async function vmUnavailable(): Promise<string | undefined> {
   const avail = await dmVmAvailable();
-  if (!avail.ok) return `the dm VM is not available: ${avail.why}`;
+  return avail.ok ? undefined : `the dm VM is not available: ${avail.why}`;
+}
+
+/** Why tslayer's devmapper driver cannot be measured (undefined: it can). */
+export async function devmapperUnavailable(): Promise<string | undefined> {
   // The devmapper driver answers NOT_IMPLEMENTED until it lands; any other answer
   // (including "no pool" on this dm-less host) means the driver is there.
+  const probe = await makeTmpDir('bench-probe');
   try {
-    await sh(process.execPath, [TSLAYER_BIN, '--root', '/nonexistent/tslayer-bench-probe', '--driver', 'devmapper', 'snapshots', 'ls']);
+    await sh(process.execPath, [TSLAYER_BIN, '--root', probe, '--driver', 'devmapper', 'snapshots', 'ls']);
   } catch (e) {
     if (/not implemented/i.test((e as Error).message)) return 'tslayer\'s devmapper driver is not implemented yet (it answers NOT_IMPLEMENTED)';
+  } finally {
+    await removeTmpDir(probe);
   }
   return undefined;
 }
@@ -45,12 +52,14 @@ export async function runInVm(t: Target, iozoneArgs: string[], layout: string, x
       ? `dd if=/dev/zero of="$DM_META_DEV" bs=4096 count=1 status=none
 dmsetup create benchpool --table "0 $(blockdev --getsz "$DM_DATA_DEV") thin-pool $DM_META_DEV $DM_DATA_DEV 128 32768 1 skip_block_zeroing"
 dmsetup mknodes
-tsl() { node ${q(TSLAYER_BIN)} --root ${w}/tslayer --driver devmapper --dm-pool benchpool --quiet "$@"; }
+tsl() { node ${q(TSLAYER_BIN)} --root ${w}/tslayer --driver devmapper --dm-pool benchpool --dm-base-size ${dataSize} --quiet "$@"; }
 tsl import ${q(layout)} bench:iozone
 mkdir -p ${w}/rootfs
 tsl mount bench:iozone ${w}/rootfs --name iozone
 dir=${w}/rootfs/tmp`
-      : `mkfs.ext4 -q -F "$DM_DATA_DEV"
+      : // As the driver makes its base filesystem: inode tables and journal written now, so no
+        // lazy-init thread writes during the run (mkfs on a block device would defer them).
+        `mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$DM_DATA_DEV"
 mkdir -p ${w}/mnt
 mount "$DM_DATA_DEV" ${w}/mnt
 dir=${w}/mnt`;

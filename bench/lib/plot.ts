@@ -41,6 +41,8 @@ export async function plotPng(plot: LinePlot, out: string): Promise<void> {
       `set ylabel ${q(plot.ylabel)}`,
       plot.logx ? 'set logscale x 2' : '',
       plot.logy ? 'set logscale y 10' : '',
+      // A margin around the data, so the end points and their tick labels are not on the border.
+      plot.xtics?.length ? `set xrange [${plot.xtics[0]![0] / 1.4}:${plot.xtics.at(-1)![0] * 1.4}]` : '',
       plot.xtics ? `set xtics (${plot.xtics.map(([v, l]) => `${q(l)} ${v}`).join(', ')})` : '',
       'set grid',
       'set key outside right top',

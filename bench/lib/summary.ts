@@ -133,7 +133,8 @@ async function main(): Promise<void> {
     '',
     '### IOzone: each driver against its bare filesystem',
     '',
-    'Throughput ratio, geometric mean over every (file size, record size) cell of the median runs; 1.00x = as fast as bare. ' +
+    'Throughput ratio: per run, the geometric mean over every (file size, record size) cell of the target\'s throughput over ' +
+      'the baseline\'s median; the median of the runs. 1.00x = as fast as bare; "all six" is the geometric mean of the six tests. ' +
       'Details, spread and plots: [iozone.md](results/iozone.md).',
     '',
     iozRows.length
