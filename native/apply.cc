@@ -126,6 +126,7 @@ bool Applier::Run(const uint8_t* data, size_t len) {
 bool Applier::Finish() {
   if (cur_.active) return Invalid("internal: the last file's data is incomplete");
   entryName_.clear();
+  if (!CopyUpRootMetadata()) return false;
   for (const auto& kv : dirTimes_) {
     int fd = OpenBeneath(rootFd_, kv.first, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (fd < 0) {

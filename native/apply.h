@@ -91,6 +91,7 @@ class Applier {
   // apply_entry.cc: one tar entry
   bool ApplyEntry(Entry& e);
   bool ApplyRoot(const Entry& e);
+  bool CopyUpRootMetadata();
   bool ApplyFile(const std::vector<std::string>& dir, const std::string& base, Entry& e);
   bool ApplyDir(const std::vector<std::string>& dir, const std::string& base, const Entry& e);
   bool ApplySymlink(const std::vector<std::string>& dir, const std::string& base, const Entry& e);
@@ -144,6 +145,7 @@ class Applier {
   std::string opaqueXattr_;
   Failure fail_;
   std::string entryName_;
+  bool rootExplicit_ = false;  // this layer has an entry for the root itself
 
   std::unordered_map<std::string, View> views_;        // canonical dir -> view
   std::vector<std::unordered_map<std::string, View>> retired_;  // invalidated views, freed per entry

@@ -236,6 +236,25 @@ bool Applier::ApplyRoot(const Entry& e) {
             ClearXattrs(fd, "") && SetXattrs(fd, false, e, "");
   close(fd);
   if (ok) dirTimes_[""] = e.times;
+  rootExplicit_ = true;
+  return ok;
+}
+
+// overlay: the merged root shows the target dir's own root, which the snapshotter made.
+// Unless this layer has an entry for the root, it takes the top lower root's metadata (a
+// copy-up of the root), so that "./" of an earlier layer keeps applying, as in one directory.
+bool Applier::CopyUpRootMetadata() {
+  if (!overlay_ || rootExplicit_ || lowerFds_.empty()) return true;
+  int src = OpenBeneath(lowerFds_[0], "", O_RDONLY | O_DIRECTORY);
+  if (src < 0) return Sys(errno, "openat2", "");
+  int dst = OpenBeneath(rootFd_, "", O_RDONLY | O_DIRECTORY);
+  struct stat st;
+  bool ok = (dst >= 0 || Sys(errno, "openat2", "")) && (fstat(src, &st) == 0 || Sys(errno, "fstat", "")) &&
+            Chown(fchown(dst, st.st_uid, st.st_gid), "") && (fchmod(dst, st.st_mode & 07777) == 0 || Sys(errno, "fchmod", "")) &&
+            ClearXattrs(dst, "") && CopyXattrs(src, false, dst, false, "");
+  if (ok) dirTimes_[""] = Times{st.st_atim, st.st_mtim};
+  close(src);
+  if (dst >= 0) close(dst);
   return ok;
 }
 
