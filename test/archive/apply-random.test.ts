@@ -7,13 +7,12 @@
 // On failure the seed and the entries of every layer are printed to reproduce it.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { applyLayer } from '../../src/archive/apply.js';
 import {
-  CORPUS_DIR,
   diffTree,
   fingerprint,
   makeCanary,
@@ -21,9 +20,8 @@ import {
   readTree,
   tar,
   unmountStack,
-  writeOciLayout,
+  writeOciLayoutOf,
   type ActualNode,
-  type CorpusCase,
   type ExpectedNode,
   type TarEntrySpec,
 } from '../helpers/layer-corpus.js';
@@ -149,12 +147,7 @@ describe(`layer apply, ${STACKS} random three-layer stacks: overlay = remove${ha
 
       assert.equal(await fingerprint(CANARY), canaryPrint, `the canary was changed\n${ctx()}`);
       if (hasUmoci) {
-        const name = `random-${seed}`;
-        const src = join(CORPUS_DIR, '..', 'random', name);
-        await mkdir(src, { recursive: true });
-        for (let i = 0; i < tars.length; i++) await writeFile(join(src, `layer-${i}.tar`), tars[i]!);
-        const c: CorpusCase = { name: join('..', 'random', name), about: '', hostile: false, layers: tars.length };
-        await writeOciLayout(c, join(dir, 'oci'));
+        await writeOciLayoutOf(tars, join(dir, 'oci'));
         const u = spawnSync('umoci', ['unpack', '--image', `${join(dir, 'oci')}:latest`, join(dir, 'bundle')], { encoding: 'utf8' });
         assert.equal(u.status, 0, `umoci refused it: ${u.stderr.slice(-300)}\n${ctx()}`);
         assert.deepEqual(diffTree(await readTree(join(dir, 'bundle', 'rootfs')), asExpected(removeTree)), [], `umoci (actual) vs remove (expected)\n${ctx()}`);

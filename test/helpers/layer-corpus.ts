@@ -203,6 +203,13 @@ export async function unmountStack(target: string): Promise<void> {
 
 /** Writes an OCI image layout at `dir` whose image "latest" has the case's layers (uncompressed). */
 export async function writeOciLayout(c: CorpusCase, dir: string): Promise<void> {
+  const tars: Buffer[] = [];
+  for (let i = 0; i < c.layers; i++) tars.push(await readFile(layerTar(c, i)));
+  await writeOciLayoutOf(tars, dir);
+}
+
+/** Writes an OCI image layout at `dir` whose image "latest" has these layer tars, bottom first. */
+export async function writeOciLayoutOf(tars: Buffer[], dir: string): Promise<void> {
   const blobs = join(dir, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
   const put = async (data: Buffer): Promise<{ digest: string; size: number }> => {
@@ -211,7 +218,7 @@ export async function writeOciLayout(c: CorpusCase, dir: string): Promise<void> 
     return { digest: `sha256:${hex}`, size: data.length };
   };
   const layers = [];
-  for (let i = 0; i < c.layers; i++) layers.push(await put(await readFile(layerTar(c, i))));
+  for (const t of tars) layers.push(await put(t));
   const config = await put(
     Buffer.from(
       JSON.stringify({
