@@ -125,7 +125,7 @@ async function main(): Promise<void> {
       const rs = runs.get(t.name)!;
       return { target: t, runs: rs, median: medianReport(rs) };
     });
-  const note = `file sizes 4K-${a.maxSize.toUpperCase()}, ${a.runs} runs`;
+  const note = `file sizes 4K-${a.maxSize.toUpperCase()}, ${a.runs} run${a.runs === 1 ? '' : 's'}`;
   await mkdir(RESULTS_DIR, { recursive: true });
   const pngs = results.length ? await plots(results, RESULTS_DIR, note) : [];
   const rows = ratios(results);
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     '# IOzone per snapshot driver',
     '',
     `Command: \`iozone ${iozoneArgs.join(' ')} -f DIR/iozone.tmp -R -b out.xls\` (${a.quick ? '**quick mode**: ' : ''}` +
-      `file sizes 4 KiB-${a.maxSize.toUpperCase()}, median of **${a.runs} runs** per target` +
+      `file sizes 4 KiB-${a.maxSize.toUpperCase()}, median of **${a.runs} run${a.runs === 1 ? '' : 's'}** per target` +
       `${a.runs < 5 ? '; fewer than the 5 that runs differing by up to ~16% here call for, so read small differences as noise' : ''}). ` +
       'Each run on a freshly made loop filesystem (a sparse file on the same disk), page cache dropped before it; ' +
       'the target order rotates between runs.',
