@@ -175,8 +175,9 @@ export async function imageRoots(store: Store, warn: (message: string) => void =
   const roots: GcRoots = { blobs: new Set(), chainIds: new Set() };
   const records = await store.metadata.read((tx) => listImages(tx));
   for (const record of records) {
-    await markDocument(store, record, record.target, roots, warn, 0);
+    // The chosen platform manifest first, so that its absence is told (as an index's child it would not be).
     if (record.manifest) await markDocument(store, record, record.manifest, roots, warn, 0);
+    await markDocument(store, record, record.target, roots, warn, 0);
   }
   return roots;
 }
@@ -304,9 +305,21 @@ async function collectSnapshots(
 
     // Temporaries first (active and view snapshots have no children), then committed
     // snapshots deepest first, so that each one's children are gone before it.
-    const depth = (i: Info) => {
-      let d = 0;
-      for (let p = i.parent; p !== undefined; p = byName.get(p)?.parent) d++;
+    const depths = new Map<string, number>();
+    const depth = (i: Info): number => {
+      let d = depths.get(i.name);
+      if (d === undefined) {
+        // Iterative for deep chains: walk up to a known depth, then fill in on the way down.
+        const path: Info[] = [];
+        let at: Info | undefined = i;
+        while (at !== undefined && !depths.has(at.name)) {
+          path.push(at);
+          at = at.parent === undefined ? undefined : byName.get(at.parent);
+        }
+        let base = at === undefined ? 0 : depths.get(at.name)! + 1;
+        for (const p of path.reverse()) depths.set(p.name, base++);
+        d = depths.get(i.name)!;
+      }
       return d;
     };
     const doomed = infos

@@ -5,8 +5,10 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, readdir, symlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -75,10 +77,16 @@ describe('tslayer rmi + gc', () => {
     return out.sort();
   };
 
+  let lastTarget = '';
+  const mkTarget = async (): Promise<string> => {
+    lastTarget = join(dir, `mnt-${Math.random().toString(36).slice(2)}`);
+    await mkdir(lastTarget);
+    return lastTarget;
+  };
+
   /** Mounts SOURCE with the CLI, checks files, unmounts; returns the key. */
   async function mountAndRead(source: string, files: Record<string, string>, extra: string[] = []): Promise<string> {
-    const target = join(dir, `mnt-${Math.random().toString(36).slice(2)}`);
-    await mkdir(target);
+    const target = await mkTarget();
     const key = (await ok('mount', source, target, ...extra)).trim();
     try {
       for (const [path, want] of Object.entries(files)) assert.equal(await readFile(join(target, path), 'utf8'), want, path);
@@ -273,5 +281,44 @@ describe('tslayer rmi + gc', () => {
     } finally {
       await kill(holder);
     }
+  });
+
+  it('gc collects the snapshots of every driver in the store, whatever --driver says', async () => {
+    const ref = 'localhost/gc/imported:1';
+    const nativeKey = (await ok('--driver', 'native', 'mount', ref, await mkTarget(), '--readonly')).trim();
+    await ok('umount', lastTarget);
+    await ok('--driver', 'native', 'snapshots', 'rm', nativeKey);
+    await ok('rmi', ref);
+    const r = await gcJson();
+    const byDriver = (d: string) => r.snapshots.filter((s) => s.driver === d).map((s) => s.name);
+    assert.deepEqual(byDriver('overlay'), [...chainOf(imgA)].reverse());
+    assert.deepEqual(byDriver('native'), [...chainOf(imgA)].reverse());
+    assert.deepEqual(await listSnapshots(root, 'native'), []);
+    assert.deepEqual(r.blobs.map((b) => b.digest).sort(), [...blobsOf(imgA)].sort());
+  });
+
+  it('a damaged document of a recorded image stops gc before it removes anything', async () => {
+    const ref = 'localhost/gc/damaged:1';
+    await ok('import', imgB.dir, ref);
+    const store = await Store.open(root);
+    const orphan = `sha256:${createHash('sha256').update('orphan blob').digest('hex')}` as Digest;
+    await store.content.put(Readable.from([Buffer.from('orphan blob')]), { digest: orphan });
+    const manifest = store.content.blobPath(imgB.top.digest as Digest);
+    const bytes = await readFile(manifest);
+    await chmod(manifest, 0o644);
+    await writeFile(manifest, Buffer.from(bytes.toString('latin1').replace(/[a-f]/g, 'a'), 'latin1')); // same size, other digest
+
+    const r = await cli('gc');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^tslayer: gc: gc removed nothing: image localhost\/gc\/damaged:1: .*fsck --repair/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.equal(await hasBlob(root, orphan), true, 'nothing removed');
+
+    // The way out the message gives: fsck --repair drops the corrupt manifest, rmi the record.
+    assert.equal((await cli('fsck', '--repair')).code, 1, 'the image stays broken until removed');
+    await ok('rmi', ref);
+    const after = await gcJson();
+    assert.ok(after.blobs.some((b) => b.digest === orphan));
+    assert.deepEqual(await allBlobs(), []);
   });
 });
