@@ -18,7 +18,7 @@
 // deflate spends its time (~50 MB/s per core here). Four 4 KiB samples of each block are
 // deflated at level 1 first (~1% of the block's cost):
 //   samples shrink < 3%    -> the block is stored (a memcpy and a CRC)
-//   samples shrink < 20%   -> run-length matching only (Z_RLE): keeps what such blocks do
+//   samples shrink < 30%   -> run-length matching only (Z_RLE): keeps what such blocks do
 //                             compress (tar headers, zero padding between small files)
 //                             at a third of the cost
 //   otherwise              -> the requested level
