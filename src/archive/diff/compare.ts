@@ -5,7 +5,8 @@
 //   only in the parent                 -> whiteout .wh.NAME
 //   only in the active tree            -> the entry, and its whole subtree
 //   in both, different type            -> the active entry (a directory replacing a
-//                                         non-directory is marked opaque, as overlayfs does)
+//                                         non-directory is marked opaque, as overlayfs does;
+//                                         so is a re-created one where inodes tell: CompareOptions)
 //   in both, same type                 -> the entry when its metadata differs, or when the
 //                                         metadata cannot tell (see unchanged()); a
 //                                         directory also when anything below it changed
@@ -47,18 +48,32 @@ import {
 import type { DiffRequest, Differ } from './types.js';
 import { tarStream } from './writer.js';
 
+export interface CompareOptions {
+  /**
+   * The active tree was made from the parent by a snapshot that keeps inode numbers
+   * (btrfs subvolume snapshots, devmapper thin snapshots), so a directory whose inode
+   * number changed was removed and re-created (or replaced): it is written as overlayfs
+   * writes it, opaque with its whole new content, rather than as a whiteout per old child.
+   * Not for trees copied file by file (native), where every inode number is new.
+   */
+  inodesPreserved?: boolean;
+}
+
 export class CompareDiffer implements Differ {
   readonly kind = 'compare' as const;
   readonly needsParentView = true;
 
+  constructor(private readonly opts: CompareOptions = {}) {}
+
   diff(req: DiffRequest): Readable {
     const scratch: Scratch = { mounted: [] };
     // The trees stay mounted until the tar is written: contents are read after listing.
+    const opts = this.opts;
     const entries = (async function* () {
       scratch.dir = await mkdtemp(joinPath(req.tmpDir ?? tmpdir(), 'tslayer-diff-'));
       const active = await readOnlyDir(req.upper, joinPath(scratch.dir, 'active'), scratch.mounted);
       const parent = req.lower ? await readOnlyDir(req.lower, joinPath(scratch.dir, 'parent'), scratch.mounted) : undefined;
-      yield* compareTrees(parent, active);
+      yield* compareTrees(parent, active, opts);
     })();
     return tarStream(entries, req.stats, () => release(scratch));
   }
@@ -97,8 +112,8 @@ async function readOnlyDir(mounts: Mount[], target: string, mounted: string[]): 
  * Entries that turn tree `parent` into tree `active` (parent undefined: an empty tree),
  * in layer order.
  */
-export async function* compareTrees(parent: string | undefined, active: string): AsyncGenerator<DiffEntry> {
-  yield* await compareDir(parent, active, '', active);
+export async function* compareTrees(parent: string | undefined, active: string, opts: CompareOptions = {}): AsyncGenerator<DiffEntry> {
+  yield* await compareDir(parent, active, '', active, opts);
 }
 
 interface Item {
@@ -108,7 +123,13 @@ interface Item {
 
 // Returns (rather than yields) a directory's entries: whether a directory goes into the
 // layer depends on what is found below it. Only changed entries are kept, metadata only.
-async function compareDir(parentAbs: string | undefined, activeAbs: string, rel: string, root: string): Promise<DiffEntry[]> {
+async function compareDir(
+  parentAbs: string | undefined,
+  activeAbs: string,
+  rel: string,
+  root: string,
+  opts: CompareOptions,
+): Promise<DiffEntry[]> {
   const [before, after] = await Promise.all([parentAbs ? scanDir(parentAbs) : [], scanDir(activeAbs)]);
   const items: Item[] = [];
   let i = 0;
@@ -141,8 +162,9 @@ async function compareDir(parentAbs: string | undefined, activeAbs: string, rel:
       items.push({ out: name, entries: [self()] });
       continue;
     }
-    const sameDir = b !== undefined && fileType(b.mode) === S_IFDIR;
-    const below = await compareDir(sameDir ? `${parentAbs}/${name}` : undefined, childAbs, childRel, root);
+    const recreated = opts.inodesPreserved === true && b !== undefined && b.ino !== a.ino;
+    const sameDir = b !== undefined && fileType(b.mode) === S_IFDIR && !recreated;
+    const below = await compareDir(sameDir ? `${parentAbs}/${name}` : undefined, childAbs, childRel, root, opts);
     if (sameDir && below.length === 0 && sameMeta(b, a)) continue;
     const head = b && !sameDir ? [self(), opaqueEntry(childRel)] : [self()];
     items.push({ out: name, entries: [...head, ...below] });

@@ -17,11 +17,16 @@ export type { DiffEntry } from './entry.js';
 export type { TarHeader, EntryType } from './header.js';
 export type { TarStats } from './writer.js';
 export { OverlayDiffer, upperDirOf, walkUpper } from './overlay.js';
-export { CompareDiffer, compareTrees } from './compare.js';
+export { CompareDiffer, compareTrees, type CompareOptions } from './compare.js';
 export { tarStream } from './writer.js';
 export { encodeHeader, encodePaxRecords, END_OF_ARCHIVE } from './header.js';
 
-/** The differ for a snapshot driver: overlay reads its upper dir, every other driver compares trees. */
+/**
+ * The differ for a snapshot driver: overlay reads its upper dir, every other driver
+ * compares trees. btrfs and devmapper snapshots keep inode numbers (so a re-created
+ * directory shows, and is written opaque as overlay writes it); native copies do not.
+ */
 export function differFor(driver: string): Differ {
-  return driver === 'overlay' ? new OverlayDiffer() : new CompareDiffer();
+  if (driver === 'overlay') return new OverlayDiffer();
+  return new CompareDiffer({ inodesPreserved: driver === 'btrfs' || driver === 'devmapper' });
 }
