@@ -14,7 +14,10 @@
  * Opening costs 5-30 ms (more under load), which a pull or a deep `prepare` pays once per
  * transaction; so a process keeps the database open for a short linger (default 20 ms)
  * after its last transaction and reuses it for the next one. Other processes wait at most
- * that long beyond the transactions themselves.
+ * that long beyond the transactions themselves. A process never keeps it longer than
+ * MAX_HOLD_MS in one stretch: then it closes and stays away for a linger before opening
+ * again, so back-to-back transactions in one process cannot starve the others (the
+ * lock is not fair: whoever retries at the right moment gets it).
  *
  * Consequence for callers: keep transactions short. Never hold one across a layer
  * download or extraction; read, decide, write, return.
@@ -46,6 +49,9 @@ export class MetadataStore {
   private queue: Promise<unknown> = Promise.resolve();
   private db: Level<string, Json> | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
+  private openedAt = 0;
+  /** Set after a forced close: do not reopen before this time (lets waiting processes in). */
+  private reopenAfter = 0;
 
   constructor(dir: string, opts: MetadataOptions = {}) {
     this.dir = dir;
@@ -85,7 +91,12 @@ export class MetadataStore {
   private async runExclusive<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
-    this.db ??= await this.openWithRetry();
+    if (!this.db) {
+      const wait = this.reopenAfter - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.db = await this.openWithRetry();
+      this.openedAt = Date.now();
+    }
     try {
       const tx = new Transaction(this.db);
       const result = await fn(tx);
@@ -94,6 +105,9 @@ export class MetadataStore {
     } finally {
       if (this.lingerMs <= 0) {
         await this.closeNow();
+      } else if (Date.now() - this.openedAt > MAX_HOLD_MS) {
+        await this.closeNow();
+        this.reopenAfter = Date.now() + this.lingerMs;
       } else {
         // unref: a process that is done must not stay alive for the linger; exiting releases the lock too.
         this.lingerTimer = setTimeout(() => void this.close().catch(() => undefined), this.lingerMs).unref();
@@ -120,11 +134,14 @@ export class MetadataStore {
           );
         }
         await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
-        delay = Math.min(delay * 2, 50);
+        // Short polls: a holder may only step away for a linger (20 ms) between stretches.
+        delay = Math.min(delay * 2, 8);
       }
     }
   }
 }
+
+const MAX_HOLD_MS = 100;
 
 function isLocked(e: unknown): boolean {
   const err = e as { code?: string; cause?: { code?: string } };
