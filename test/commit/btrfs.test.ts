@@ -190,11 +190,6 @@ describe('commit with --driver btrfs gives overlay\'s layer', () => {
 
   it(
     'a directory removed and re-created commits to the same layer as overlay (opaque directory)',
-    {
-      todo:
-        'the compare differ writes a whiteout per old child where overlay writes one opaque marker; on btrfs a ' +
-        're-created directory has a new inode number, which the differ could use (see the btrfs driver report)',
-    },
     async () => {
       await mountAndChange('recreate', recreate);
       await sameLayer('recreate', 'recreate');
