@@ -7,6 +7,8 @@
 import { InvalidArgumentError } from 'commander';
 import { TslayerError } from '../errors.js';
 import { parseReference, type Reference } from '../image/reference.js';
+import type { RegistryOptions } from '../registry/client.js';
+import { AuthFileCredentials } from '../registry/credentials.js';
 
 /** Runs a library parser and turns its INVALID_ARGUMENT into commander's usage error. */
 export function asArgParser<T>(parse: (s: string) => T): (s: string) => T {
@@ -35,4 +37,16 @@ export function parseSize(s: string): number {
   const bytes = Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
   if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InvalidArgumentError(`invalid size "${s}": out of range`);
   return bytes;
+}
+
+/** Registry client options from the transfer flags every registry command takes (pull, push). */
+export function registryOptions(
+  ctx: { env: NodeJS.ProcessEnv },
+  flags: { plainHttp?: boolean; insecure?: boolean },
+): RegistryOptions {
+  return {
+    plainHttp: flags.plainHttp === true,
+    insecure: flags.insecure === true,
+    credentials: new AuthFileCredentials({ env: ctx.env }),
+  };
 }

@@ -3,10 +3,9 @@
 import type { Command } from 'commander';
 import { pullImage } from '../../image/pull.js';
 import type { Reference } from '../../image/reference.js';
-import { AuthFileCredentials } from '../../registry/credentials.js';
 import { parsePlatform, type PlatformSpec } from '../../registry/platform.js';
 import { openSnapshotter } from '../../snapshot/index.js';
-import { asArgParser, referenceArg } from '../args.js';
+import { asArgParser, referenceArg, registryOptions } from '../args.js';
 import type { CliContext } from '../context.js';
 import { writeJson } from '../output.js';
 
@@ -32,11 +31,7 @@ export function register(program: Command, ctx: CliContext): void {
           store,
           snapshotter,
           platform: flags.platform,
-          registry: {
-            plainHttp: flags.plainHttp === true,
-            insecure: flags.insecure === true,
-            credentials: new AuthFileCredentials({ env: ctx.env }),
-          },
+          registry: registryOptions(ctx, flags),
           progress: (name, total) => ctx.progress.item(name, total),
           signal: ctx.signal,
         });

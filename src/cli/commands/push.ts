@@ -3,8 +3,7 @@
 import type { Command } from 'commander';
 import { pushImage } from '../../image/push.js';
 import type { Reference } from '../../image/reference.js';
-import { AuthFileCredentials } from '../../registry/credentials.js';
-import { referenceArg } from '../args.js';
+import { referenceArg, registryOptions } from '../args.js';
 import type { CliContext } from '../context.js';
 import { writeJson } from '../output.js';
 
@@ -26,11 +25,7 @@ export function register(program: Command, ctx: CliContext): void {
       const result = await pushImage(ref, {
         store,
         ...(dest && { dest }),
-        registry: {
-          plainHttp: flags.plainHttp === true,
-          insecure: flags.insecure === true,
-          credentials: new AuthFileCredentials({ env: ctx.env }),
-        },
+        registry: registryOptions(ctx, flags),
         progress: (name, total) => ctx.progress.item(name, total),
         signal: ctx.signal,
       });
