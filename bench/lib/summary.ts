@@ -8,7 +8,8 @@
  *
  * Reads what the parts left in bench/results: iozone.json and ops.json (this folder's
  * benchmarks), copyup.json (bench/copyup.ts), and pull.txt and commit.txt (the stdout of
- * bench/pull/run.ts and bench/commit/run.ts, which bench/run captures). A part that is
+ * bench/pull/run.ts and bench/commit/run.ts, which bench/run captures) and
+ * commit-buildah.json (bench/ops/commit-buildah.ts). A part that is
  * missing is listed as not measured, never silently left out.
  */
 import { existsSync } from 'node:fs';
@@ -90,8 +91,11 @@ async function main(): Promise<void> {
   const commit = await read('commit.txt');
   if (commit) {
     const c = parseCommit(commit);
+    // buildah: from bench/commit/run.ts if it gains it, else from bench/ops/commit-buildah.ts (same change, same clock).
+    const ba = await read('commit-buildah.json');
+    if (!c.buildah && ba) c.buildah = JSON.parse(ba).summary;
     rows.splice(1, 0, { op: 'commit 10 000 files + 100 MB (s)', unit: 's', tools: c });
-    if (!c.buildah) gaps.push('commit: buildah commit not measured (bench/commit/run.ts compares tslayer with podman only)');
+    if (!c.buildah) gaps.push('commit: buildah commit not measured (no bench/results/commit-buildah.json)');
   } else gaps.push('commit: no bench/results/commit.txt (bench/commit/run.ts did not run or failed)');
 
   // --- IOzone
@@ -151,7 +155,7 @@ async function main(): Promise<void> {
     '',
     ...(gaps.length ? gaps.map((g) => `- ${g}`) : ['- none']),
     '',
-    'Per part: [pull.txt](results/pull.txt), [commit.txt](results/commit.txt), [ops.md](results/ops.md), [iozone.md](results/iozone.md), [copyup.md](results/copyup.md).',
+    'Per part: [pull.txt](results/pull.txt), [commit.txt](results/commit.txt), [commit-buildah.md](results/commit-buildah.md), [ops.md](results/ops.md), [iozone.md](results/iozone.md), [copyup.md](results/copyup.md).',
     '',
   ].join('\n');
 
