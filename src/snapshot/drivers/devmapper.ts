@@ -270,12 +270,11 @@ export class DevmapperDriver implements Driver {
 
   /** Mapped sectors and used inodes of a thin device, activated read-only for the look if it is not active. */
   private async measure(name: string, sectors: number, pool: Pool, thin: number, fs: FsType): Promise<{ mapped: number; inodes: number }> {
-    const wasActive = await isActive(name);
-    if (!wasActive) await activate(name, thinTable(sectors, pool.devno, thin), true);
+    const made = await activate(name, thinTable(sectors, pool.devno, thin), true);
     try {
       return { mapped: await mappedSectors(name), inodes: await usedInodes(fs, devicePath(name)) };
     } finally {
-      if (!wasActive) await deactivate(name);
+      if (made) await deactivate(name);
     }
   }
 
