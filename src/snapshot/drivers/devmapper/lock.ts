@@ -5,10 +5,12 @@
  * a base device, and setting up the loopback pool. Held for device work, never for a
  * metadata transaction (which has its own lock).
  */
-import { open } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { LOCK, flock } from '../../../native/index.js';
 
 export async function withFileLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const fh = await open(path, 'a', 0o600);
   try {
     await flock(fh.fd, LOCK.EX);
