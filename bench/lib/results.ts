@@ -49,7 +49,7 @@ export async function describeMachine(): Promise<string[]> {
     `- Date: ${new Date().toISOString().replace('T', ' ').slice(0, 16)} UTC`,
     `- Machine: ${cpus().length} × ${cpuModel}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}`,
     `- Disk: loop files under /tmp on ${disk} (${journal}; mount options ${rootOpts})`,
-    `- Load average (1, 5, 15 min) when written: ${la}`,
+    `- Load average (1, 5, 15 min) when this was written: ${la}`,
     `- Node ${process.version}; ${await version('iozone', ['-v'], (s) => `IOzone ${/Revision: ([\d.]+)/.exec(s)?.[1] ?? '?'}`)}; ` +
       `${await version('podman', ['--version'])}; ${await version('buildah', ['--version'], (s) => s.split('(')[0]!.trim())}; ` +
       `${await version('skopeo', ['--version'])}; ${await version('umoci', ['--version'])}; ` +

@@ -17,6 +17,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeMachine, REPO_DIR, RESULTS_DIR, writeResult } from './results.js';
 import { fmt, fmtRatio, geomean } from './stats.js';
+import { sh } from './sys.js';
 import { markdownTable } from './table.js';
 
 interface Timing {
@@ -121,13 +122,25 @@ async function main(): Promise<void> {
   if (!cuJson) gaps.push('copy-up: no bench/results/copyup.json (bench/copyup.ts did not run or failed)');
   else if (!cuJson.some((c) => c.name.startsWith('devmapper'))) gaps.push('copy-up: no devmapper figure (bench/copyup.ts has no devmapper configuration; the driver is not there yet)');
 
+  // Which code was measured: the tree's commit, and whether it had uncommitted changes.
+  const head = await sh('git', ['-C', REPO_DIR, 'rev-parse', '--short', 'HEAD']).then((x) => x.trim(), () => 'unknown');
+  const dirty = await sh('git', ['-C', REPO_DIR, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'native', 'bin', 'bench', ':!bench/results', ':!bench/README.md']).then(
+    (x) => x.trim() !== '',
+    () => false,
+  );
   const parts = partsFile && existsSync(partsFile) ? (await readFile(partsFile, 'utf8')).trim().split('\n').map((l) => l.split('\t')) : [];
 
   const md = [
     `## Latest results (${mode} mode)`,
     '',
     ...(await describeMachine()),
-    ...(parts.length ? [`- Parts run (exit status, seconds): ${parts.map(([p, st, sec]) => `${p} ${st} ${sec} s`).join('; ')}`] : []),
+    `- Code: tslayer at commit ${head}${dirty ? ' with uncommitted changes' : ''}`,
+    ...(parts.length
+      ? [
+          '- Parts run (exit status, seconds, 1-min load average at the start-end of the part): ' +
+            parts.map(([p, st, sec, l0, l1]) => `${p} ${st}, ${sec} s, load ${l0 ?? '?'}-${l1 ?? '?'}`).join('; '),
+        ]
+      : []),
     '',
     '### tslayer against the best peer',
     '',
