@@ -11,7 +11,7 @@ import { buffer } from 'node:stream/consumers';
 import { createGunzip } from 'node:zlib';
 import { lsetxattr, lutimesNs } from '../../src/native/index.js';
 import { Store } from '../../src/store.js';
-import { buildLayeredImage, installBusybox } from '../helpers/busybox.js';
+import { buildLayeredImage, ROUNDTRIP_BASE_LAYERS } from '../helpers/busybox.js';
 import { runCli } from '../helpers/cli.js';
 import { treeListing, withImageMounted } from '../helpers/images.js';
 import { makeLoopFs, type LoopFs } from '../helpers/loop.js';
@@ -135,26 +135,7 @@ describe('commit with --driver btrfs gives overlay\'s layer', () => {
     base = `${reg.host}/base:1`;
     const layout = join(scratch, 'layout');
     await mkdir(join(scratch, 'umoci'));
-    await buildLayeredImage(layout, 'base', join(scratch, 'umoci'), [
-      async (r) => {
-        await installBusybox(r);
-        await mkdir(join(r, 'refill'));
-        for (const n of ['a', 'b']) await writeFile(join(r, 'refill', n), n);
-        await mkdir(join(r, 'recreate/sub'), { recursive: true });
-        await writeFile(join(r, 'recreate/sub/x'), 'x');
-      },
-      async (r) => {
-        await writeFile(join(r, 'etc/config'), 'a=1\n');
-        await mkdir(join(r, 'data'));
-        await writeFile(join(r, 'data/del.txt'), 'delete me');
-        await writeFile(join(r, 'data/keep.txt'), 'keep me');
-        await symlink('/etc/config', join(r, 'data/sl'));
-        await mkdir(join(r, 'deldir/sub'), { recursive: true });
-        await writeFile(join(r, 'deldir/sub/f'), 'f');
-        await mkdir(join(r, 'perm'));
-        await writeFile(join(r, 'perm/file'), 'p');
-      },
-    ]);
+    await buildLayeredImage(layout, 'base', join(scratch, 'umoci'), ROUNDTRIP_BASE_LAYERS);
     await skopeo(['copy', '--dest-tls-verify=false', '--quiet', `oci:${layout}:base`, `docker://${base}`]);
     for (const driver of ['overlay', 'btrfs'] as const) {
       const r = await cli(driver, 'pull', base);

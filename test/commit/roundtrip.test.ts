@@ -15,7 +15,7 @@ import { resolveLocalImage } from '../../src/image/local.js';
 import { llistxattr, lgetxattr, lsetxattr } from '../../src/native/index.js';
 import { mountAll, openSnapshotter, unmountAll, type StorageSnapshotter } from '../../src/snapshot/index.js';
 import { Store } from '../../src/store.js';
-import { buildLayeredImage, installBusybox } from '../helpers/busybox.js';
+import { buildLayeredImage, ROUNDTRIP_BASE_LAYERS } from '../helpers/busybox.js';
 import { treeListing, umociUnpack, withImageMounted } from '../helpers/images.js';
 import { makePodman } from '../helpers/podman.js';
 import { skopeo, startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -88,26 +88,7 @@ describe('commit and push, round trip with real peers', () => {
     base = `${reg.host}/base:1`;
     const layout = join(dir, 'layout');
     await mkdir(join(dir, 'umoci'));
-    await buildLayeredImage(layout, 'base', join(dir, 'umoci'), [
-      async (r) => {
-        await installBusybox(r);
-        await mkdir(join(r, 'refill'));
-        for (const n of ['a', 'b']) await writeFile(join(r, 'refill', n), n);
-        await mkdir(join(r, 'recreate/sub'), { recursive: true });
-        await writeFile(join(r, 'recreate/sub/x'), 'x');
-      },
-      async (r) => {
-        await writeFile(join(r, 'etc/config'), 'a=1\n');
-        await mkdir(join(r, 'data'));
-        await writeFile(join(r, 'data/del.txt'), 'delete me');
-        await writeFile(join(r, 'data/keep.txt'), 'keep me');
-        await symlink('/etc/config', join(r, 'data/sl'));
-        await mkdir(join(r, 'deldir/sub'), { recursive: true });
-        await writeFile(join(r, 'deldir/sub/f'), 'f');
-        await mkdir(join(r, 'perm'));
-        await writeFile(join(r, 'perm/file'), 'p');
-      },
-    ]);
+    await buildLayeredImage(layout, 'base', join(dir, 'umoci'), ROUNDTRIP_BASE_LAYERS);
     await skopeo(['copy', '--dest-tls-verify=false', '--quiet', `oci:${layout}:base`, `docker://${base}`]);
 
     store = await Store.open(join(dir, 'root'));

@@ -4,7 +4,7 @@
 //
 // Needs the Debian packages: busybox-static umoci.
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -53,3 +53,29 @@ export async function buildLayeredImage(
   }
   await umoci(['config', '--image', `${layoutDir}:${tag}`, '--config.cmd', '/bin/sh', '--config.env', 'PATH=/bin']);
 }
+
+/**
+ * The two-layer base image the commit round trips start from (busybox, then files the
+ * round-trip change edits, deletes, empties and refills): one definition, so the overlay
+ * and btrfs round trips commit the same change on the same base.
+ */
+export const ROUNDTRIP_BASE_LAYERS: Array<(rootfs: string) => Promise<void>> = [
+  async (r) => {
+    await installBusybox(r);
+    await mkdir(join(r, 'refill'));
+    for (const n of ['a', 'b']) await writeFile(join(r, 'refill', n), n);
+    await mkdir(join(r, 'recreate/sub'), { recursive: true });
+    await writeFile(join(r, 'recreate/sub/x'), 'x');
+  },
+  async (r) => {
+    await writeFile(join(r, 'etc/config'), 'a=1\n');
+    await mkdir(join(r, 'data'));
+    await writeFile(join(r, 'data/del.txt'), 'delete me');
+    await writeFile(join(r, 'data/keep.txt'), 'keep me');
+    await symlink('/etc/config', join(r, 'data/sl'));
+    await mkdir(join(r, 'deldir/sub'), { recursive: true });
+    await writeFile(join(r, 'deldir/sub/f'), 'f');
+    await mkdir(join(r, 'perm'));
+    await writeFile(join(r, 'perm/file'), 'p');
+  },
+];
