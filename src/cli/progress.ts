@@ -10,7 +10,8 @@
  * The bars are drawn by cli-progress's MultiBar, created on the first item and stopped by
  * stop() (the context calls it before any final output or error line).
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgress from 'cli-progress';
 import { formatBytes, type OutStream } from './output.js';
 
 export interface ProgressItem {
@@ -60,6 +61,12 @@ interface Payload {
   knownTotal: boolean;
 }
 
+// Loaded on the first bar: most runs (not a terminal, --json, --quiet) draw none, and
+// loading it costs about 10 ms of every command's start-up.
+function loadCliProgress(): typeof cliProgress {
+  return createRequire(import.meta.url)('cli-progress') as typeof cliProgress;
+}
+
 const BAR_WIDTH = 24;
 const NAME_WIDTH = 20;
 
@@ -86,7 +93,7 @@ export function createProgress(stream: OutStream): Progress {
   let multi: cliProgress.MultiBar | undefined;
   let stopped = false;
   const bars = () =>
-    (multi ??= new cliProgress.MultiBar({
+    (multi ??= new (loadCliProgress().MultiBar)({
       stream: stream as NodeJS.WritableStream,
       format: (_options, params, payload: Payload) => render(params, payload),
       hideCursor: true,

@@ -1,10 +1,10 @@
 // Reading blobs: streams with byte ranges, and verification by re-hashing.
 import { close, createReadStream, open, read } from 'node:fs';
 import type { Readable } from 'node:stream';
-import ssri from 'ssri';
+import type ssri from 'ssri';
 import { invalidArgument, isErrno, notFound, TslayerError } from '../errors.js';
 import { digestAlgorithm, type Digest } from '../image/digest.js';
-import { fromIntegrity, integrityError, toIntegrity } from './integrity.js';
+import { fromIntegrity, integrityError, loadSsri, toIntegrity } from './integrity.js';
 
 export interface ByteRange {
   /** First byte, default 0. */
@@ -43,7 +43,7 @@ export async function verifyBlob(path: string, digest: Digest): Promise<void> {
   try {
     // `algorithms` keeps ssri from also computing its default sha512.
     const opts = { algorithms: [algorithm] } as { size?: number };
-    await ssri.checkStream(createReadStream(path, { highWaterMark: 1 << 20 }), toIntegrity(digest).toString(), opts);
+    await loadSsri().checkStream(createReadStream(path, { highWaterMark: 1 << 20 }), toIntegrity(digest).toString(), opts);
   } catch (e) {
     if (isErrno(e, 'ENOENT')) throw missing(digest);
     const found = (e as { found?: unknown }).found;

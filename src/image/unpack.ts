@@ -37,6 +37,7 @@ import { checkLayersMatch } from './config.js';
 import type { Descriptor, ImageConfig, Manifest } from './descriptor.js';
 import type { Digest } from './digest.js';
 import { layerCompression, type Compression } from './mediatype.js';
+import { LABEL_DIFF_ID } from './labels.js';
 import { ownerAlive, ownerToken } from './owner.js';
 
 /**
@@ -88,7 +89,7 @@ export interface UnpackResult {
  */
 export const LABEL_UNPACK = 'tslayer.io/unpack';
 export const LABEL_UNPACK_OWNER = 'tslayer.io/unpack.owner';
-export const LABEL_DIFF_ID = 'tslayer.io/diff-id';
+export { LABEL_DIFF_ID };
 
 interface Layer {
   index: number;

@@ -10,10 +10,6 @@
 import { invalidArgument } from '../errors.js';
 import type { Store } from '../store.js';
 import { Layout, type Driver } from './driver.js';
-import { BtrfsDriver } from './drivers/btrfs.js';
-import { DevmapperDriver } from './drivers/devmapper.js';
-import { NativeDriver } from './drivers/native.js';
-import { OverlayDriver } from './drivers/overlay.js';
 import { StorageSnapshotter, type SnapshotterOptions } from './snapshotter.js';
 
 export * from './types.js';
@@ -34,18 +30,23 @@ export interface OpenSnapshotterOptions extends SnapshotterOptions {
   driverOptions?: Record<string, unknown>;
 }
 
-/** Makes the per-driver part. New drivers register here. */
-function makeDriver(name: DriverName, layout: Layout, opts: OpenSnapshotterOptions, store: Store): Driver {
+/**
+ * Makes the per-driver part. New drivers register here. Each driver's module is loaded
+ * when it is opened: a run uses one driver, and devmapper's alone is nine modules.
+ */
+async function makeDriver(name: DriverName, layout: Layout, opts: OpenSnapshotterOptions, store: Store): Promise<Driver> {
   switch (name) {
     case 'overlay':
-      return new OverlayDriver(layout);
+      return new (await import('./drivers/overlay.js')).OverlayDriver(layout);
     case 'native':
-      return new NativeDriver(layout);
+      return new (await import('./drivers/native.js')).NativeDriver(layout);
     case 'btrfs':
-      return new BtrfsDriver(layout);
-    case 'devmapper':
+      return new (await import('./drivers/btrfs.js')).BtrfsDriver(layout);
+    case 'devmapper': {
       // driverOptions: dmPool, dmBaseSize (bytes), dmFs, as the CLI's context passes them.
+      const { DevmapperDriver } = await import('./drivers/devmapper.js');
       return new DevmapperDriver(layout, store, opts.driverOptions ?? {}, opts.warn);
+    }
     default:
       throw invalidArgument(`unknown snapshot driver ${JSON.stringify(name)} (use ${DRIVER_NAMES.join(', ')})`);
   }
@@ -57,7 +58,7 @@ export async function openSnapshotter(
   opts: OpenSnapshotterOptions = {},
 ): Promise<StorageSnapshotter> {
   const layout = new Layout(store.snapshotsDir(driver));
-  const impl = makeDriver(driver, layout, opts, store);
+  const impl = await makeDriver(driver, layout, opts, store);
   const sn = new StorageSnapshotter(store.metadata, impl, layout.root, opts);
   await sn.init();
   if (opts.cleanup ?? true) await sn.cleanup();

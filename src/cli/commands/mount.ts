@@ -7,10 +7,9 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { invalidArgument, isInvalidArgument, isNotFound, notFound } from '../../errors.js';
-import { LABEL_IMAGE } from '../../image/commit.js';
+import { LABEL_IMAGE } from '../../image/labels.js';
 import { imageName, resolveLocalImage, type LocalImage } from '../../image/local.js';
 import { getImage } from '../../metadata/index.js';
-import { unpackLayers } from '../../image/unpack.js';
 import { mountAll, openSnapshotter, type Info, type Mount, type Snapshotter } from '../../snapshot/index.js';
 import type { Store } from '../../store.js';
 import type { CliContext } from '../context.js';
@@ -89,6 +88,8 @@ async function mountSource(
     parent = image.chainIds[image.chainIds.length - 1];
     if (parent !== undefined && !(await statOrUndefined(sn, parent))) {
       ctx.info(`Unpacking ${source} for the ${sn.driver} driver`);
+      // Loaded only here: the unpacker brings the tar reader, decompressors and applier.
+      const { unpackLayers } = await import('../../image/unpack.js');
       await unpackLayers({
         store,
         snapshotter: sn,
