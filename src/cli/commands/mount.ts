@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { invalidArgument, isInvalidArgument, isNotFound, notFound } from '../../errors.js';
 import { LABEL_IMAGE } from '../../image/labels.js';
 import { imageName, resolveLocalImage, type LocalImage } from '../../image/local.js';
+import { withGcShared } from '../../care/gc-lock.js';
 import { getImage } from '../../metadata/index.js';
 import { mountAll, openSnapshotter, type Info, type Mount, type Snapshotter } from '../../snapshot/index.js';
 import type { Store } from '../../store.js';
@@ -80,33 +81,28 @@ async function mountSource(
   }
 
   // A committed snapshot, or else an image (unpacked for this driver if it was not yet).
-  let parent: string | undefined;
-  let image: LocalImage | undefined;
-  if (existing) parent = source;
-  else {
-    image = await resolveImage(store, source, sn.driver);
-    parent = image.chainIds[image.chainIds.length - 1];
-    if (parent !== undefined && !(await statOrUndefined(sn, parent))) {
-      ctx.info(`Unpacking ${source} for the ${sn.driver} driver`);
-      // Loaded only here: the unpacker brings the tar reader, decompressors and applier.
-      const { unpackLayers } = await import('../../image/unpack.js');
-      await unpackLayers({
-        store,
-        snapshotter: sn,
-        manifest: image.manifest,
-        config: image.config,
-        what: `image ${image.name}`,
-        progress: (name, total) => ctx.progress.item(name, total),
-        signal: ctx.signal,
-      });
-      ctx.progress.stop();
-    }
-  }
-
+  // From resolving the image to preparing the snapshot on it, hold the gc lock shared:
+  // until the active snapshot exists, an unpack's layers and the image's chain are
+  // referenced by nothing a concurrent `rmi`/`gc` would wait for.
   const key = flags.name ?? `mnt-${randomBytes(4).toString('hex')}`;
   const kind = flags.readonly ? 'view' : 'active';
-  const labels: Record<string, string> = image ? { [LABEL_IMAGE]: image.name } : {};
-  const mounts = kind === 'view' ? await sn.view(key, parent, { labels }) : await sn.prepare(key, parent, { labels });
+  const { parent, image, mounts } = await withGcShared(
+    store,
+    async () => {
+      let parent: string | undefined;
+      let image: LocalImage | undefined;
+      if (existing) parent = source;
+      else {
+        image = await resolveImage(store, source, sn.driver);
+        parent = image.chainIds[image.chainIds.length - 1];
+        if (parent !== undefined && !(await statOrUndefined(sn, parent))) await unpack(ctx, store, sn, source, image);
+      }
+      const labels: Record<string, string> = image ? { [LABEL_IMAGE]: image.name } : {};
+      const mounts = kind === 'view' ? await sn.view(key, parent, { labels }) : await sn.prepare(key, parent, { labels });
+      return { parent, image, mounts };
+    },
+    { signal: ctx.signal, onWait: () => ctx.info('Waiting for a gc of the store to finish') },
+  );
   try {
     await mountAll(mounts, target);
   } catch (e) {
@@ -114,6 +110,22 @@ async function mountSource(
     throw e;
   }
   return { key, target, kind, ...(parent && { parent }), ...(image && { image: image.name }), mounts };
+}
+
+async function unpack(ctx: CliContext, store: Store, sn: Snapshotter, source: string, image: LocalImage): Promise<void> {
+  ctx.info(`Unpacking ${source} for the ${sn.driver} driver`);
+  // Loaded only here: the unpacker brings the tar reader, decompressors and applier.
+  const { unpackLayers } = await import('../../image/unpack.js');
+  await unpackLayers({
+    store,
+    snapshotter: sn,
+    manifest: image.manifest,
+    config: image.config,
+    what: `image ${image.name}`,
+    progress: (name, total) => ctx.progress.item(name, total),
+    signal: ctx.signal,
+  });
+  ctx.progress.stop();
 }
 
 async function statOrUndefined(sn: Snapshotter, key: string): Promise<Info | undefined> {
