@@ -15,12 +15,25 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-/** classic-level finds its prebuilt binary from its own __dirname, which a bundle loses. */
+/**
+ * classic-level finds its binary from its own __dirname, which a bundle loses; and
+ * node-gyp-build's search (build dirs, then every prebuild's tags) costs ~6 ms a run.
+ * So: the glibc prebuild for this platform straight away, node-gyp-build's search when
+ * that does not load (musl, another arch, a source build only).
+ */
 const classicLevelBinding = {
   name: 'classic-level-binding',
   setup(b) {
     b.onLoad({ filter: /classic-level[\\/]binding\.js$/ }, () => ({
-      contents: "module.exports = require('node-gyp-build')(require('path').dirname(require.resolve('classic-level/package.json')))",
+      contents: `
+        const dir = require('path').dirname(require.resolve('classic-level/package.json'));
+        let binding;
+        try {
+          binding = require(dir + '/prebuilds/' + process.platform + '-' + process.arch + '/classic-level.node');
+        } catch {
+          binding = require('node-gyp-build')(dir);
+        }
+        module.exports = binding;`,
       loader: 'js',
     }));
   },
