@@ -19,7 +19,8 @@
  * Writers of the same ref (put() uses the digest) take turns on the ingest's flock: the
  * first writes, the others find the blob on getting the lock and return it. A killed
  * writer leaves only ingest/<key>/, which a later openIngest() resumes (re-hashing the
- * staged bytes) or cleanupIngests() removes.
+ * staged bytes; readStaged() streams them back to a consumer that needs the whole blob)
+ * or cleanupIngests() removes.
  */
 export { ContentStore, type BlobInfo } from './store.js';
 export type { Expected, Ingest, IngestStatus, OpenIngestOptions } from './ingest.js';

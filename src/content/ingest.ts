@@ -7,9 +7,10 @@
 // A writer that dies leaves this directory and nothing else; the blob path only ever
 // receives a complete, verified, fsync'd file by rename.
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { constants, mkdir, open, readdir, readFile, rm, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { alreadyExists, failedPrecondition, invalidArgument, isErrno, TslayerError } from '../errors.js';
 import { digestAlgorithm, isDigest, type Digest } from '../image/digest.js';
 import { fsyncDir, moveIntoPlace } from './fsync.js';
@@ -36,6 +37,13 @@ export interface Ingest {
   write(chunk: Buffer): Promise<void>;
   /** A Writable over write() (same object on every call). Ending it does not commit. */
   writable(): Writable;
+  /**
+   * Streams back the first `length` staged bytes (default: all of them, `offset`) from the
+   * data file, for a consumer that needs the whole blob while only the rest comes from its
+   * source (e.g. an unpack resumed at `offset`). Only while the ingest is open; later writes
+   * do not touch these bytes. INVALID_ARGUMENT when `length` is more than `offset`.
+   */
+  readStaged(length?: number): Readable;
   /** Verifies size and digest, fsyncs, renames into the blob path. On EINTEGRITY/EBADSIZE the ingest is dropped. */
   commit(): Promise<{ digest: Digest; size: number }>;
   /** Drops the staged data and the ingest. Idempotent. */
@@ -196,6 +204,16 @@ class IngestWriter implements Ingest {
         void this.#serial(() => this.#append(chunks.map((c) => c.chunk as Buffer))).then(() => cb(), cb),
     });
     return this.#writable;
+  }
+
+  readStaged(length: number = this.pos): Readable {
+    this.#mustBeOpen('read');
+    if (!Number.isSafeInteger(length) || length < 0 || length > this.pos) {
+      throw invalidArgument(`ingest ${this.ref}: cannot read ${length} staged bytes, ${this.pos} are staged`);
+    }
+    if (length === 0) return Readable.from([], { objectMode: false });
+    // Its own descriptor: closing or committing the ingest later does not pull it away.
+    return createReadStream(join(this.dir, DATA), { start: 0, end: length - 1, highWaterMark: REHASH_CHUNK });
   }
 
   commit(): Promise<{ digest: Digest; size: number }> {

@@ -4,6 +4,8 @@
  *   (documents stored in the content store) → layers through the shared unpack pipeline
  *   (download concurrently, stream into snapshots in order) → record the image.
  * The record is written last: an image name only ever points at a complete image.
+ * Layer downloads resume: what an interrupted pull (any process) staged in the content
+ * store is kept, and the next pull asks the registry only for the rest (Range).
  */
 import type { Readable } from 'node:stream';
 import { withGcShared } from '../care/gc-lock.js';
@@ -33,6 +35,8 @@ export interface PullOptions {
   concurrency?: number;
   /** Per-layer progress (bytes of the compressed blob). */
   progress?: ProgressFactory;
+  /** Status lines for a person ("Resuming <digest> at N bytes"). */
+  log?: (line: string) => void;
   signal?: AbortSignal;
 }
 
@@ -51,6 +55,8 @@ export interface PullResult {
   existing: number;
   /** Compressed bytes downloaded. */
   bytes: number;
+  /** Bytes of layer blobs an earlier, interrupted pull had staged, resumed instead of downloaded again. */
+  resumedBytes: number;
   seconds: number;
 }
 
@@ -89,9 +95,14 @@ async function pullImageLocked(ref: string | Reference, opts: PullOptions): Prom
       snapshotter: opts.snapshotter,
       manifest,
       config,
-      fetch: async (desc: Descriptor): Promise<Readable> => client.fetchBlob(parsed, desc),
+      // From an offset the ingest verifies the whole blob on commit (it has hashed the
+      // staged bytes); the stream then checks only the size.
+      fetch: async (desc: Descriptor, { offset }): Promise<Readable> =>
+        client.fetchBlob(parsed, desc, offset ? { offset, verify: false } : undefined),
+      resume: true,
       concurrency: opts.concurrency,
       progress: opts.progress,
+      ...(opts.log && { log: opts.log }),
       signal: opts.signal,
       what: name,
     });
@@ -106,6 +117,7 @@ async function pullImageLocked(ref: string | Reference, opts: PullOptions): Prom
       unpacked: unpacked.unpacked,
       existing: unpacked.existing,
       bytes: unpacked.downloadedBytes,
+      resumedBytes: unpacked.resumedBytes,
       seconds: Number(process.hrtime.bigint() - started) / 1e9,
     };
   } finally {

@@ -21,9 +21,19 @@
  * sequential. Downloads are not: up to `concurrency` blobs come in at once. The layer
  * whose parent is ready streams straight from the network into its snapshot; the others
  * are stored in the content store and read back from there when their turn comes.
+ *
+ * Resuming (`resume`, for a fetcher that can start at an offset: the registry's Range):
+ * a download that fails or is interrupted keeps its staged bytes in the ingest (unless they
+ * are known bad: a digest, size or content error), and a later unpack in any process that
+ * finds them fetches only the rest. A stored download appends the rest to the ingest; a
+ * streamed one feeds the applier the staged bytes read back from the ingest, then the rest
+ * from the network (only the rest is teed into the ingest). The ingest's commit verifies
+ * the whole blob either way. A resumed attempt that fails for any reason but an
+ * interruption or an unreachable registry (the staged bytes may be what is wrong) drops
+ * them and starts that layer once more from byte 0.
  */
 import { randomUUID } from 'node:crypto';
-import { Transform, type Readable, type Writable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, pipeline as pipelineCb, type Writable, type TransformCallback } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import type { ContentStore, Ingest } from '../content/index.js';
@@ -43,8 +53,10 @@ import { ownerAlive, ownerToken } from './owner.js';
 /**
  * Opens the compressed bytes of a layer blob that is not in the content store yet. The
  * stream may be verified by its source; the content store verifies it again on commit.
+ * `offset` (given only when UnpackOptions.resume is set, and then > 0): the stream starts
+ * at that byte of the blob; the bytes before it are staged in the content store already.
  */
-export type LayerFetcher = (desc: Descriptor, opts: { signal: AbortSignal }) => Promise<Readable>;
+export type LayerFetcher = (desc: Descriptor, opts: { signal: AbortSignal; offset?: number }) => Promise<Readable>;
 
 /** Per-layer progress sink (the CLI's ProgressItem fits). */
 export interface LayerProgress {
@@ -61,6 +73,14 @@ export interface UnpackOptions {
   config: ImageConfig;
   /** Where blobs missing from the content store come from. Without it they must all be stored. */
   fetch?: LayerFetcher;
+  /**
+   * `fetch` honours `offset`: downloads continue from the bytes an earlier attempt (in any
+   * process) staged in the content store, and a failed download keeps what it staged.
+   * Without it staged bytes are discarded and a failed download drops its partial bytes.
+   */
+  resume?: boolean;
+  /** Status lines for a person: "Resuming <digest> at N bytes", a download started over. */
+  log?: (line: string) => void;
   /** How many blobs are downloaded at once (default 3). */
   concurrency?: number;
   progress?: ProgressFactory;
@@ -81,6 +101,8 @@ export interface UnpackResult {
   existing: number;
   /** Compressed bytes fetched by this call. */
   downloadedBytes: number;
+  /** Bytes of blobs stored by this call that an earlier, interrupted download had staged (not fetched again). */
+  resumedBytes: number;
 }
 
 /**
@@ -106,6 +128,8 @@ interface Layer {
   /** Settles when a download worker has stored the blob. */
   stored?: Promise<void>;
   progress: LayerProgress;
+  /** Bytes this call has advanced `progress` by (wound back when a download starts over). */
+  shown: number;
 }
 
 const DEFAULT_CONCURRENCY = 3;
@@ -121,7 +145,7 @@ export async function unpackLayers(opts: UnpackOptions): Promise<UnpackResult> {
   const stop = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
   const progress: ProgressFactory = opts.progress ?? (() => NO_PROGRESS);
-  const result: UnpackResult = { chainIds: chain, unpacked: 0, existing: 0, downloadedBytes: 0 };
+  const result: UnpackResult = { chainIds: chain, unpacked: 0, existing: 0, downloadedBytes: 0, resumedBytes: 0 };
 
   const layers: Layer[] = [];
   for (const [index, desc] of manifest.layers.entries()) {
@@ -146,6 +170,7 @@ export async function unpackLayers(opts: UnpackOptions): Promise<UnpackResult> {
       storedBefore: present,
       claimed: present,
       progress: NO_PROGRESS,
+      shown: 0,
     });
   }
   for (const l of layers) {
@@ -161,6 +186,8 @@ export async function unpackLayers(opts: UnpackOptions): Promise<UnpackResult> {
     what,
     result,
     fetch: opts.fetch,
+    resume: opts.resume === true,
+    log: opts.log ?? (() => {}),
     applier: opts.applier ?? applyToMounts,
   };
 
@@ -195,6 +222,8 @@ interface Ctx {
   what: string;
   result: UnpackResult;
   fetch: LayerFetcher | undefined;
+  resume: boolean;
+  log: (line: string) => void;
   applier: Applier;
 }
 
@@ -236,31 +265,41 @@ async function downloadWorker(ctx: Ctx, layers: Layer[]): Promise<void> {
   }
 }
 
-async function downloadToStore(ctx: Ctx, l: Layer): Promise<void> {
-  const ingest = await openLayerIngest(ctx, l);
+/**
+ * Fetches a blob into the content store (appending to what an earlier attempt staged).
+ * `fresh`: staged bytes are not to be trusted; start at byte 0.
+ */
+async function downloadToStore(ctx: Ctx, l: Layer, fresh = false): Promise<void> {
+  const ingest = await openLayerIngest(ctx, l, fresh);
   if (ingest === undefined) return; // stored by someone else meanwhile
+  const resumed = ingest.offset;
   try {
-    const source = await ctx.fetch!(l.desc, { signal: ctx.signal });
-    await pipeline(source, rechunk(), counter(ctx, l), ingest.writable(), { signal: ctx.signal });
+    if (resumed > 0) startResumed(ctx, l, resumed);
+    if (resumed < l.desc.size) {
+      const source = await fetchFrom(ctx, l, resumed);
+      await pipeline(source, rechunk(), counter(ctx, l), ingest.writable(), { signal: ctx.signal });
+    }
     await ingest.commit();
   } catch (e) {
-    await releaseIngest(ingest, l.desc.size);
+    const outcome = await releaseIngest(ctx, ingest, l.desc.size, e);
+    if (retryFromZero(ctx, l, resumed, fresh, outcome, e)) return downloadToStore(ctx, l, true);
     throw e;
   }
+  ctx.result.resumedBytes += resumed;
 }
 
 /**
- * The ingest for a layer's blob, from byte 0; undefined when the blob is already stored
- * (another process may have finished it while we waited for the ingest's lock).
+ * The ingest for a layer's blob; undefined when the blob is already stored (another
+ * process may have finished it while we waited for the ingest's lock). Its `offset` is
+ * where the download resumes: bytes an earlier, interrupted run staged, kept only when
+ * the fetcher can start there (`resume`) and the staged bytes are not distrusted (`fresh`).
  */
-async function openLayerIngest(ctx: Ctx, l: Layer): Promise<Ingest | undefined> {
+async function openLayerIngest(ctx: Ctx, l: Layer, fresh = false): Promise<Ingest | undefined> {
   const open = () => ctx.content.openIngest(l.desc.digest, { digest: l.desc.digest, size: l.desc.size }, { signal: ctx.signal });
   let ingest: Ingest;
   try {
     ingest = await open();
-    if (ingest.offset > 0) {
-      // Bytes staged by an earlier, interrupted run. Resuming would need their hash for the
-      // download's own check; starting over costs one re-download and is always right.
+    if (ingest.offset > 0 && (fresh || !ctx.resume)) {
       await ingest.abort();
       ingest = await open();
     }
@@ -271,47 +310,120 @@ async function openLayerIngest(ctx: Ctx, l: Layer): Promise<Ingest | undefined> 
   return ingest;
 }
 
+/** The blob from `offset` on (the fetcher is asked for an offset only when there is one). */
+function fetchFrom(ctx: Ctx, l: Layer, offset: number): Promise<Readable> {
+  return ctx.fetch!(l.desc, { signal: ctx.signal, ...(offset > 0 && { offset }) });
+}
+
+/** A download continues from `offset` staged bytes: say so and show them as had. */
+function startResumed(ctx: Ctx, l: Layer, offset: number): void {
+  ctx.log(`Resuming ${l.desc.digest} at ${offset} bytes`);
+  advance(l, offset);
+}
+
+type Released = 'committed' | 'dropped' | 'kept';
+
 /**
  * After a failure: a blob that arrived whole is still stored when it verifies (the failure
- * was in unpacking it, and the bytes are what the digest names); anything else is dropped.
- * Partial bytes are not kept for a later run: resuming them would need their hash.
+ * was in unpacking it, and the bytes are what the digest names). Partial bytes are kept
+ * for a later run to resume (interrupted, the registry gone, a cut it could not resume),
+ * unless they are known bad (a digest, size or content error) or cannot be resumed; an
+ * empty ingest is not kept.
  */
-async function releaseIngest(ingest: Ingest, size: number): Promise<void> {
+async function releaseIngest(ctx: Ctx, ingest: Ingest, size: number, err: unknown): Promise<Released> {
   if (ingest.offset === size) {
     try {
       await ingest.commit();
-      return;
+      return 'committed';
     } catch {
       // bad bytes: commit dropped them
     }
+  } else if (ctx.resume && ingest.offset > 0 && !isDataError(err)) {
+    try {
+      await ingest.close();
+      return 'kept';
+    } catch {
+      // could not persist them: drop them instead
+    }
   }
   await ingest.abort().catch(() => {});
+  return 'dropped';
 }
 
-/** Network → (content store ingest + snapshot) in one pass. */
-async function streamLayer(ctx: Ctx, l: Layer): Promise<void> {
-  const ingest = await openLayerIngest(ctx, l);
+/**
+ * Whether a failed attempt that had resumed staged bytes is tried once more from byte 0.
+ * It is unless it was stopped, its blob was stored (so the staged bytes were right), or
+ * it could not reach the registry: any other failure (a digest, size or content error
+ * above all) may come from staged bytes that are wrong, and must not repeat forever.
+ * Winds the layer's progress back for the new attempt.
+ */
+function retryFromZero(ctx: Ctx, l: Layer, resumed: number, fresh: boolean, outcome: Released, err: unknown): boolean {
+  if (resumed === 0 || fresh || outcome === 'committed' || ctx.signal.aborted || isTransferError(err)) return false;
+  const why = err instanceof Error ? err.message : String(err);
+  ctx.log(`Could not finish ${l.desc.digest} from its ${resumed} staged bytes (${why}); downloading it again from byte 0`);
+  advance(l, -l.shown);
+  return true;
+}
+
+/** Digest, size and content errors: the bytes are wrong, not the transfer. */
+function isDataError(e: unknown): boolean {
+  return e instanceof TslayerError && ['EINTEGRITY', 'EBADSIZE', 'INVALID_ARGUMENT', 'UNSAFE_ENTRY'].includes(e.code);
+}
+
+/** The registry could not be reached or would not serve the blob: starting over does not help. */
+function isTransferError(e: unknown): boolean {
+  return e instanceof TslayerError && ['UNAVAILABLE', 'UNAUTHORIZED', 'NOT_FOUND'].includes(e.code);
+}
+
+/**
+ * Network → (content store ingest + snapshot) in one pass. A resumed download feeds the
+ * applier the staged bytes first (read back from the ingest), then the rest from the
+ * network; only the rest goes into the ingest.
+ */
+async function streamLayer(ctx: Ctx, l: Layer, fresh = false): Promise<void> {
+  const ingest = await openLayerIngest(ctx, l, fresh);
   if (ingest === undefined) {
     await applyFromStore(ctx, l);
     return;
   }
-  let source: Readable;
+  const resumed = ingest.offset;
+  let stages: Readable[];
   try {
-    source = await ctx.fetch!(l.desc, { signal: ctx.signal });
+    if (resumed > 0) startResumed(ctx, l, resumed);
+    const source = resumed < l.desc.size ? await fetchFrom(ctx, l, resumed) : Readable.from([], { objectMode: false });
+    if (resumed === 0) {
+      stages = [source, counter(ctx, l), tee(ingest.writable())];
+    } else {
+      let staged: Readable;
+      try {
+        staged = ingest.readStaged(resumed);
+      } catch (e) {
+        source.destroy();
+        throw e;
+      }
+      const rest = tee(ingest.writable());
+      // Errors reach `rest` (the pipeline destroys every stream with them), and so the concat.
+      pipelineCb(source, rechunk(), counter(ctx, l), rest, (err) => void (err && rest.destroy(err)));
+      stages = [concatStreams([staged, rest])];
+    }
   } catch (e) {
-    await releaseIngest(ingest, l.desc.size);
+    const outcome = await releaseIngest(ctx, ingest, l.desc.size, e);
+    if (retryFromZero(ctx, l, resumed, fresh, outcome, e)) return streamLayer(ctx, l, true);
     throw e;
   }
   let committedBlob = false;
   try {
-    await applyLayer(ctx, l, [source, counter(ctx, l), tee(ingest.writable())], async () => {
+    await applyLayer(ctx, l, stages, async () => {
       // Runs after the whole stream went through and before the snapshot is committed:
       // the snapshot may only exist once its blob has been verified and stored.
       await ingest.commit();
       committedBlob = true;
+      ctx.result.resumedBytes += resumed;
     });
   } catch (e) {
-    if (!committedBlob) await releaseIngest(ingest, l.desc.size);
+    if (committedBlob) throw e;
+    const outcome = await releaseIngest(ctx, ingest, l.desc.size, e);
+    if (retryFromZero(ctx, l, resumed, fresh, outcome, e)) return streamLayer(ctx, l, true);
     throw e;
   }
 }
@@ -464,10 +576,56 @@ function counter(ctx: Ctx, l: Layer, network = true): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       if (network) ctx.result.downloadedBytes += chunk.length;
-      l.progress.advance(chunk.length);
+      advance(l, chunk.length);
       cb(null, chunk);
     },
   });
+}
+
+function advance(l: Layer, n: number): void {
+  if (n === 0) return;
+  l.shown += n;
+  l.progress.advance(n);
+}
+
+/**
+ * The bytes of `parts`, one after the other, at the reader's pace (each part is read only
+ * once the one before has ended). An error of any part errors it; destroying it destroys
+ * every part.
+ */
+function concatStreams(parts: Readable[]): Readable {
+  let next = 0;
+  let current: Readable | undefined;
+  const out = new Readable({
+    highWaterMark: 1 << 20,
+    read() {
+      if (current) current.resume();
+      else if (next === 0) startNext();
+    },
+    destroy(err, cb) {
+      for (const p of parts) p.destroy();
+      cb(err);
+    },
+  });
+  const startNext = () => {
+    const p = parts[next++];
+    current = p;
+    if (p === undefined) {
+      out.push(null);
+      return;
+    }
+    p.on('data', (chunk: Buffer) => {
+      if (!out.push(chunk)) p.pause();
+    });
+    p.once('end', startNext);
+  };
+  for (const p of parts) {
+    p.once('error', (e) => out.destroy(e));
+    p.once('close', () => {
+      if (!p.readableEnded && !out.destroyed) out.destroy(new Error('stream closed before its end'));
+    });
+  }
+  return out;
 }
 
 /**

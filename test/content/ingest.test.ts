@@ -65,6 +65,28 @@ describe('content ingest', () => {
     assert.deepEqual(await ingestEntries(s), []);
   });
 
+  it('readStaged() streams back the staged prefix of a resumed ingest while the rest is appended', async () => {
+    const s = fresh();
+    const data = seededBytes('staged', 2 * 1024 * 1024 + 17);
+    const digest = sha256(data);
+    const cut = 1024 * 1024 + 5;
+    const first = await s.openIngest(digest, { digest, size: data.length });
+    assert.equal((await collectStream(first.readStaged())).length, 0, 'nothing staged yet');
+    await first.write(data.subarray(0, cut));
+    await first.close();
+    assert.throws(() => first.readStaged(), isCode('FAILED_PRECONDITION'), 'only while open');
+
+    const second = await s.openIngest(digest, { digest, size: data.length });
+    assert.equal(second.offset, cut);
+    assert.throws(() => second.readStaged(cut + 1), isCode('INVALID_ARGUMENT'));
+    const prefix = second.readStaged();
+    await second.write(data.subarray(cut)); // appending does not disturb the bytes being read back
+    assert.ok((await collectStream(prefix)).equals(data.subarray(0, cut)));
+    assert.ok((await collectStream(second.readStaged(10))).equals(data.subarray(0, 10)));
+    await second.commit();
+    await s.verify(digest);
+  });
+
   it('the writable() of an ingest appends and ending it does not commit', async () => {
     const s = fresh();
     const data = seededBytes('writable', 200_000);
@@ -296,3 +318,9 @@ describe('content ingest', () => {
     }
   });
 });
+
+async function collectStream(r: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of r) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}

@@ -1,5 +1,6 @@
 // tslayer pull REF [--platform OS/ARCH[/VARIANT]] [--plain-http] [--insecure]
-// Prints the image digest (what REF points at); --json prints a summary document.
+// Prints the image digest (what REF points at); --json prints a summary document
+// (PullResult: bytes downloaded, resumedBytes taken from an interrupted pull's staged download, ...).
 import type { Command } from 'commander';
 import { pullImage } from '../../image/pull.js';
 import type { Reference } from '../../image/reference.js';
@@ -33,6 +34,7 @@ export function register(program: Command, ctx: CliContext): void {
           platform: flags.platform,
           registry: registryOptions(ctx, flags),
           progress: (name, total) => ctx.progress.item(name, total),
+          log: (line) => ctx.info(line),
           signal: ctx.signal,
         });
         ctx.progress.stop();
