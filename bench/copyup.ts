@@ -19,14 +19,19 @@ import { closeSync, constants, fsyncSync, mkdirSync, openSync, readFileSync, rea
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
-import { mountAll, openSnapshotter, unmountAll, type DriverName, type Mount } from '../src/snapshot/index.js';
+import { fileURLToPath } from 'node:url';
+import { mountAll, openSnapshotter, unmountAll, type DriverName, type Mount, type Snapshotter } from '../src/snapshot/index.js';
 import { Store } from '../src/store.js';
+import { dmVmAvailable, runInDmVm } from '../test/helpers/dmvm.js';
 import { makeLoopFs, type LoopFsType } from '../test/helpers/loop.js';
+import { makeTmpDir, removeTmpDir } from '../test/helpers/tmp.js';
+import { REPO_DIR } from './lib/results.js';
 
 interface Config {
   name: string;
   driver: DriverName;
-  fs: LoopFsType;
+  /** 'dm-vm': a thin pool inside the device-mapper VM (this kernel has no device-mapper). */
+  fs: LoopFsType | 'dm-vm';
   /** Changes the child's mounts before mounting (overlay metacopy=on). */
   tweak?: (m: Mount[]) => Mount[];
   about: string;
@@ -41,9 +46,30 @@ const CONFIGS: Config[] = [
     tweak: (ms) => ms.map((m) => (m.type === 'overlay' ? { ...m, options: [...m.options, 'metacopy=on'] } : m)),
     about: 'overlayfs on ext4 mounted with metacopy=on (tslayer does not mount so: its differ needs the data in the upper dir)',
   },
+  {
+    name: 'overlay-on-xfs',
+    driver: 'overlay',
+    fs: 'xfs',
+    about: 'overlayfs with its layers on xfs (reflink=1, mkfs.xfs\'s default): copy-up clones the file\'s extents instead of copying its data',
+  },
+  {
+    name: 'overlay-on-btrfs',
+    driver: 'overlay',
+    fs: 'btrfs',
+    about: 'overlayfs with its layers on btrfs: copy-up clones the file\'s extents',
+  },
   { name: 'btrfs', driver: 'btrfs', fs: 'btrfs', about: 'btrfs driver: the child is a snapshot of the parent subvolume' },
   { name: 'native', driver: 'native', fs: 'ext4', about: 'native driver on ext4: prepare copies the whole tree' },
   { name: 'native-on-btrfs', driver: 'native', fs: 'btrfs', about: 'native driver on btrfs: prepare reflinks the tree' },
+  {
+    name: 'devmapper',
+    driver: 'devmapper',
+    fs: 'dm-vm',
+    about:
+      'devmapper driver (ext4 on a dm-thin snapshot of the parent\'s thin device, 64 KiB pool blocks) inside the dm VM ' +
+      '(user-mode Linux on the host\'s disk: absolute times are the VM\'s, not comparable with the host rows); ' +
+      'the first write into a shared block copies that block only',
+  },
 ];
 
 interface Trial {
@@ -88,54 +114,102 @@ async function writeBigFile(path: string): Promise<void> {
 }
 
 async function trial(c: Config): Promise<Trial> {
+  if (c.fs === 'dm-vm') return vmTrial();
   // Room for the file, overlay's copy of it and native's copy of it.
   const fs = await makeLoopFs(c.fs, Math.max(3 * SIZE + (1 << 30), 2 << 30));
   try {
     const store = await Store.open(join(fs.mountpoint, 'root'));
     const sn = await openSnapshotter(store, c.driver);
-    const target = join(fs.mountpoint, 'mnt');
-    await mkdir(target);
     try {
-      const base = await sn.prepare('base-active');
-      await mountAll(base, target);
-      try {
-        await writeBigFile(join(target, 'big'));
-      } finally {
-        await unmountAll(target);
-      }
-      await sn.commit('base', 'base-active');
-
-      let t0 = process.hrtime.bigint();
-      const child = await sn.prepare('child', 'base');
-      const prepareMs = ms(t0);
-      await mountAll(c.tweak ? c.tweak(child) : child, target);
-      try {
-        if (c.name === 'overlay-metacopy' && !superOptions(target).includes('metacopy=on')) {
-          throw new Error(`the kernel did not take metacopy=on at ${target}: ${superOptions(target)}`);
-        }
-        syncAll();
-        dropCaches();
-        const path = join(target, 'big');
-        t0 = process.hrtime.bigint();
-        const fd = openSync(path, constants.O_WRONLY);
-        const openMs = ms(t0);
-        try {
-          writeSync(fd, Buffer.from('!'), 0, 1, 12345);
-          fsyncSync(fd);
-        } finally {
-          closeSync(fd);
-        }
-        const writeMs = ms(t0);
-        check(path);
-        return { writeMs, openMs, prepareMs };
-      } finally {
-        await unmountAll(target);
-      }
+      return await measure(sn, join(fs.mountpoint, 'mnt'), c);
     } finally {
       await sn.close();
     }
   } finally {
     await fs.dispose();
+  }
+}
+
+/**
+ * On a fresh snapshotter: commit a snapshot holding the big file, prepare a child, mount
+ * it at `target` (made here) and time the one-byte write through it.
+ */
+async function measure(sn: Snapshotter, target: string, c: Pick<Config, 'name' | 'tweak'>): Promise<Trial> {
+  await mkdir(target);
+  const base = await sn.prepare('base-active');
+  await mountAll(base, target);
+  try {
+    await writeBigFile(join(target, 'big'));
+  } finally {
+    await unmountAll(target);
+  }
+  await sn.commit('base', 'base-active');
+
+  let t0 = process.hrtime.bigint();
+  const child = await sn.prepare('child', 'base');
+  const prepareMs = ms(t0);
+  await mountAll(c.tweak ? c.tweak(child) : child, target);
+  try {
+    if (c.name === 'overlay-metacopy' && !superOptions(target).includes('metacopy=on')) {
+      throw new Error(`the kernel did not take metacopy=on at ${target}: ${superOptions(target)}`);
+    }
+    syncAll();
+    dropCaches();
+    const path = join(target, 'big');
+    t0 = process.hrtime.bigint();
+    const fd = openSync(path, constants.O_WRONLY);
+    const openMs = ms(t0);
+    try {
+      writeSync(fd, Buffer.from('!'), 0, 1, 12345);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    const writeMs = ms(t0);
+    check(path);
+    return { writeMs, openMs, prepareMs };
+  } finally {
+    await unmountAll(target);
+  }
+}
+
+const VM_POOL = 'copyuppool';
+const GUEST_MARK = 'copyup-trial ';
+
+/**
+ * One devmapper trial: boots the dm VM on fresh pool devices, makes a thin pool there and
+ * runs this script's guest mode (below) in it, which prints the trial as one JSON line.
+ */
+async function vmTrial(): Promise<Trial> {
+  const work = await makeTmpDir('bench-copyup-vm');
+  try {
+    const script = `set -euo pipefail
+dd if=/dev/zero of="$DM_META_DEV" bs=4096 count=1 status=none
+dmsetup create ${VM_POOL} --table "0 $(blockdev --getsz "$DM_DATA_DEV") thin-pool $DM_META_DEV $DM_DATA_DEV 128 32768 1 skip_block_zeroing"
+dmsetup mknodes
+node ${JSON.stringify(fileURLToPath(import.meta.url))} --guest ${JSON.stringify(work)} --size-mb ${SIZE >> 20}
+`;
+    const dataSize = `${Math.ceil((2 * SIZE + (1 << 30)) / (1 << 30))}G`;
+    const r = await runInDmVm(script, { dataSize, metaSize: '256M', memory: '2G', timeoutMs: 1_800_000, cwd: REPO_DIR });
+    const line = r.stdout.split('\n').find((l) => l.startsWith(GUEST_MARK));
+    if (r.status !== 0 || !line) {
+      throw new Error(`the devmapper copy-up in the dm VM failed (status ${r.status}):\n${r.stderr.slice(-3000)}\n--- console ---\n${r.console.slice(-1500)}`);
+    }
+    return JSON.parse(line.slice(GUEST_MARK.length)) as Trial;
+  } finally {
+    await removeTmpDir(work);
+  }
+}
+
+/** Guest mode (inside the dm VM): one trial on the pool the VM script made. */
+async function guestTrial(work: string): Promise<void> {
+  const store = await Store.open(join(work, 'root'));
+  const sn = await openSnapshotter(store, 'devmapper', { driverOptions: { dmPool: VM_POOL, dmBaseSize: SIZE + (1 << 30) } });
+  try {
+    const t = await measure(sn, join(work, 'mnt'), { name: 'devmapper' });
+    process.stdout.write(GUEST_MARK + JSON.stringify(t) + '\n');
+  } finally {
+    await sn.close();
   }
 }
 
@@ -185,7 +259,15 @@ const fmtStats = (s: Stats) => `${fmt(s.median)} (${fmt(s.min)}-${fmt(s.max)})`;
 async function main(): Promise<void> {
   const loadBefore = loadavg()[0]!;
   const rows: Array<{ c: Config; write: Stats; open: Stats; prepare: Stats; all: number[] }> = [];
+  const notMeasured: string[] = [];
   for (const c of CONFIGS.filter((x) => ONLY.includes(x.name))) {
+    if (c.fs === 'dm-vm') {
+      const avail = await dmVmAvailable();
+      if (!avail.ok) {
+        notMeasured.push(`- **${c.name}**: not measured: the dm VM is not available (${avail.why}).`);
+        continue;
+      }
+    }
     const trials: Trial[] = [];
     for (let i = 0; i < TRIALS; i++) {
       const t = await trial(c);
@@ -217,6 +299,7 @@ async function main(): Promise<void> {
     ...rows.map((r) => `| ${r.c.name} | ${r.c.fs} | ${fmtStats(r.write)} | ${fmtStats(r.open)} | ${fmtStats(r.prepare)} |`),
     '',
     ...rows.map((r) => `- **${r.c.name}**: ${r.c.about}. All trials: ${r.all.map(fmt).join(', ')} ms.`),
+    ...notMeasured,
     '',
   ];
   const md = lines.join('\n');
@@ -227,4 +310,6 @@ async function main(): Promise<void> {
   await writeFile(join(out, 'copyup.json'), JSON.stringify(rows.map((r) => ({ name: r.c.name, fs: r.c.fs, writeMs: r.all, write: r.write, open: r.open, prepare: r.prepare })), null, 1) + '\n');
 }
 
-await main();
+const guest = process.argv.indexOf('--guest');
+if (guest >= 0) await guestTrial(process.argv[guest + 1]!);
+else await main();

@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   const cu = await read('copyup.json');
   const cuJson = cu ? (JSON.parse(cu) as Array<{ name: string; fs: string; write: Timing; prepare: Timing }>) : undefined;
   if (!cuJson) gaps.push('copy-up: no bench/results/copyup.json (bench/copyup.ts did not run or failed)');
-  else if (!cuJson.some((c) => c.name.startsWith('devmapper'))) gaps.push('copy-up: no devmapper figure (bench/copyup.ts, owned by the btrfs helper, has no devmapper configuration)');
+  else if (!cuJson.some((c) => c.name.startsWith('devmapper'))) gaps.push('copy-up: no devmapper figure (the dm VM was not available, see results/copyup.md)');
 
   // Which code was measured: the tree's commit, and whether it had uncommitted changes.
   const head = await sh('git', ['-C', REPO_DIR, 'rev-parse', '--short', 'HEAD']).then((x) => x.trim(), () => 'unknown');
