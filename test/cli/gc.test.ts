@@ -3,14 +3,11 @@
 // registry, real store, real mounts; the lock against operations in progress is held by
 // real other processes.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { GcReport } from '../../src/care/gc.js';
 import { chainIds } from '../../src/image/chainid.js';
@@ -20,29 +17,13 @@ import { ownerToken } from '../../src/image/owner.js';
 import { LABEL_UNPACK, LABEL_UNPACK_OWNER } from '../../src/image/unpack.js';
 import { openSnapshotter, type Info } from '../../src/snapshot/index.js';
 import { Store } from '../../src/store.js';
+import { holdGcLock, killChild } from '../helpers/gclock.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { hasBlob, listSnapshots } from '../helpers/images.js';
 import { mountAt } from '../helpers/leftovers.js';
 import { buildImageLayout, pushLayout, startRegistry, type BuiltLayout, type RunningRegistry } from '../helpers/registry.js';
 import { makeTmpDir, removeTmpDir } from '../helpers/tmp.js';
 
-const LOCK_CHILD = fileURLToPath(new URL('./gc-lock-child.js', import.meta.url));
-
-/** A process holding ROOT/gc.lock until killed; resolves once it holds it. */
-async function holdLock(root: string, mode: 'shared' | 'exclusive'): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [LOCK_CHILD, mode, root], { stdio: ['ignore', 'pipe', 'inherit'] });
-  child.stdout!.setEncoding('utf8');
-  const [line] = (await Promise.race([once(child.stdout!, 'data'), once(child, 'exit')])) as [string];
-  assert.equal(typeof line === 'string' && line.trim(), 'locked', 'the lock holder did not start');
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGKILL');
-  await exited;
-}
 
 /** A CLI run that can be asked whether it has finished yet. */
 function started(run: Promise<CliResult>): { done: () => boolean; result: Promise<CliResult> } {
@@ -247,39 +228,39 @@ describe('tslayer rmi + gc', () => {
   });
 
   it('gc waits while another process holds the shared lock (a pull in progress) and proceeds once it is killed', async () => {
-    const holder = await holdLock(root, 'shared');
+    const holder = await holdGcLock(root, 'shared');
     try {
       const t0 = Date.now();
       const gc = started(cli('gc'));
       await sleep(1800);
       assert.equal(gc.done(), false, 'gc must wait for the operation in progress');
-      await kill(holder); // the kernel drops a dead process's flock
+      await killChild(holder); // the kernel drops a dead process's flock
       const r = await gc.result;
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /Waiting for a pull, import or commit in progress/);
       assert.match(r.stdout, /^removed \d+ blobs/);
       assert.ok(Date.now() - t0 >= 1800);
     } finally {
-      await kill(holder);
+      await killChild(holder);
     }
   });
 
   it('import waits while gc holds the lock, and completes after', async () => {
-    const holder = await holdLock(root, 'exclusive');
+    const holder = await holdGcLock(root, 'exclusive');
     const ref = 'localhost/gc/imported:1';
     try {
       const imp = started(cli('import', imgA.dir, ref));
       await sleep(1200);
       assert.equal(imp.done(), false, 'import must wait for gc');
       assert.doesNotMatch(await ok('images'), /gc\/imported/);
-      await kill(holder);
+      await killChild(holder);
       const r = await imp.result;
       assert.equal(r.code, 0, r.stderr);
       await mountAndRead(ref, { 'app/a': 'only in A\n' }, ['--readonly']).then((key) => ok('snapshots', 'rm', key));
       const after = await gcJson();
       assert.deepEqual(after.blobs, [], 'the imported image references all it stored');
     } finally {
-      await kill(holder);
+      await killChild(holder);
     }
   });
 

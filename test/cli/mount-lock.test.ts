@@ -4,36 +4,18 @@
 // a gc never sees its half-made snapshots as garbage. The gc is stood in for by a real
 // other process holding the lock exclusive.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { GcReport } from '../../src/care/gc.js';
+import { holdGcLock, killChild } from '../helpers/gclock.js';
 import { runCli } from '../helpers/cli.js';
 import { listSnapshots } from '../helpers/images.js';
 import { mountAt } from '../helpers/leftovers.js';
 import { buildImageLayout, type BuiltLayout } from '../helpers/registry.js';
 import { makeTmpDir, removeTmpDir } from '../helpers/tmp.js';
 
-const LOCK_CHILD = fileURLToPath(new URL('./gc-lock-child.js', import.meta.url));
-
-async function holdExclusive(root: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [LOCK_CHILD, 'exclusive', root], { stdio: ['ignore', 'pipe', 'inherit'] });
-  child.stdout!.setEncoding('utf8');
-  const [line] = (await Promise.race([once(child.stdout!, 'data'), once(child, 'exit')])) as [string];
-  assert.equal(typeof line === 'string' && line.trim(), 'locked', 'the lock holder did not start');
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGKILL');
-  await exited;
-}
 
 describe('tslayer mount and the gc lock', () => {
   let dir: string;
@@ -62,7 +44,7 @@ describe('tslayer mount and the gc lock', () => {
     it(`mount of ${what} waits while gc holds the lock, then mounts it, and gc after keeps what it uses`, async () => {
       const target = join(dir, `mnt-${driver}`);
       await mkdir(target);
-      const holder = await holdExclusive(root);
+      const holder = await holdGcLock(root, 'exclusive');
       let done = false;
       const run = cli('--driver', driver, 'mount', ref, target).finally(() => (done = true));
       try {
@@ -71,7 +53,7 @@ describe('tslayer mount and the gc lock', () => {
         assert.equal(mountAt(target), undefined, 'nothing is mounted while the gc runs');
         assert.deepEqual(await listSnapshots(root, driver).then((s) => s.filter((i) => i.kind === 'active')), [], 'no snapshot is prepared meanwhile');
       } finally {
-        await kill(holder);
+        await killChild(holder);
       }
       const r = await run;
       assert.equal(r.code, 0, r.stderr);
