@@ -8,14 +8,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { compress as zstdCompress } from 'zstd-napi';
 import { chainIds } from '../../src/image/chainid.js';
 import type { Digest } from '../../src/image/digest.js';
 import { Store } from '../../src/store.js';
+import { startProxy } from '../helpers/proxy.js';
 import { runCli, TSLAYER_BIN } from '../helpers/cli.js';
 import { hasBlob, listSnapshots, withImageMounted } from '../helpers/images.js';
 import {
@@ -124,7 +123,7 @@ describe('tslayer pull: faults', () => {
     await pushLayout(built.dir, `${reg.host}/killed:latest`);
     const big = built.images[0]!.layers[0]!;
     // A proxy that sends the first 256 KiB of the big layer and then stalls.
-    const stall = await startStallingProxy(reg.host, big.digest, 256 << 10);
+    const stall = await startProxy(reg.host, { stall: { digests: [big.digest], after: 256 << 10 } });
     const root = await newRoot();
     const child = spawn(process.execPath, [TSLAYER_BIN, '--root', root, 'pull', `${stall.host}/killed:latest`], { stdio: 'ignore' });
     const exited = new Promise((r) => child.on('close', r));
@@ -158,7 +157,7 @@ describe('tslayer pull: faults', () => {
   it('Ctrl-C during a pull stops it with status 130 and removes its temporary snapshot (and its empty ingest)', async () => {
     const built = await layout('sigint', [{ files: { 'big.bin': randomBytes(2 << 20) } }, { files: { 'top/f': 'top\n' } }]);
     await pushLayout(built.dir, `${reg.host}/sigint:latest`);
-    const stall = await startStallingProxy(reg.host, built.images[0]!.layers[0]!.digest, 256 << 10);
+    const stall = await startProxy(reg.host, { stall: { digests: [built.images[0]!.layers[0]!.digest], after: 256 << 10 } });
     const root = await newRoot();
     const child = spawn(process.execPath, [TSLAYER_BIN, '--root', root, 'pull', `${stall.host}/sigint:latest`], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -267,35 +266,3 @@ async function rewriteImage(
  * An HTTP proxy to `target` that, for GETs of blob `digest`, sends `bytes` bytes of the
  * body and then sends nothing more (until closed): a download stuck mid-blob.
  */
-async function startStallingProxy(target: string, digest: string, bytes: number): Promise<{ host: string; close(): Promise<void> }> {
-  const [thost, tport] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
-  const srv = http.createServer((req, res) => {
-    const stallThis = req.method === 'GET' && (req.url ?? '').includes(digest);
-    const up = http.request({ host: thost, port: tport, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      if (!stallThis) {
-        upRes.pipe(res);
-        return;
-      }
-      let sent = 0;
-      upRes.on('data', (chunk: Buffer) => {
-        if (sent >= bytes) return upRes.pause();
-        const part = chunk.subarray(0, bytes - sent);
-        sent += part.length;
-        res.write(part);
-      });
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  return {
-    host: `127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((r) => {
-        srv.closeAllConnections();
-        srv.close(() => r());
-      }),
-  };
-}
