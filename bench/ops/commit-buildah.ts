@@ -13,8 +13,7 @@
  *
  * Needs root and the Debian packages buildah docker-registry skopeo umoci busybox-static.
  */
-import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { writeChange } from '../commit/change.js';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildLayeredImage, installBusybox } from '../../test/helpers/busybox.js';
@@ -43,26 +42,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-/** Deterministic incompressible bytes (an AES-CTR keystream), as bench/commit makes them. */
-function bytes(seed: string, size: number): Buffer {
-  return createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16)).update(Buffer.alloc(size));
-}
-
-/** The change, in bench/commit/run.ts's shape: change/dNNN/fI (100 per directory) and change/big. */
-function writeChange(root: string, a: Args): void {
-  const top = join(root, 'change');
-  mkdirSync(top);
-  for (let i = 0; i < a.files; i++) {
-    const d = join(top, `d${String(Math.floor(i / 100)).padStart(3, '0')}`);
-    if (i % 100 === 0) mkdirSync(d);
-    const fd = openSync(join(d, `f${i}`), 'w');
-    writeSync(fd, bytes(`small-${i}`, 512 + ((i * 2654435761) % 3585)));
-    closeSync(fd);
-  }
-  const fd = openSync(join(top, 'big'), 'w');
-  for (let i = 0; i < a.bigMb; i++) writeSync(fd, bytes(`big-${i}`, 1 << 20));
-  closeSync(fd);
-}
 
 async function trial(base: string, a: Args): Promise<number> {
   return withFreshFs('ext4', 8 * GiB, async (fs) => {
@@ -72,7 +51,7 @@ async function trial(base: string, a: Args): Promise<number> {
     try {
       const ctr = (await b('from', '--quiet', '--tls-verify=false', '--name', 'bench', base)).trim();
       const view = (await b('mount', ctr)).trim();
-      writeChange(view, a);
+      writeChange(view, { ...a, content: 'random' });
       await sh('sync', []);
       return await seconds(async () => {
         await b('commit', '--quiet', ctr, 'localhost/bench:out');
