@@ -68,6 +68,21 @@ function opRow(r: Row): string[] {
   ];
 }
 
+/** A row of bench/results/copyup.json (bench/copyup.ts); meta, fsText and a null prepare came with the metadata-only change. */
+interface CopyupRow {
+  name: string;
+  fs: string;
+  fsText?: string;
+  write: Timing;
+  meta?: Timing;
+  prepare: Timing | null;
+}
+
+function copyupRow(c: CopyupRow): string[] {
+  const cell = (t: Timing | null | undefined) => (t ? `${fmt(t.median)} (${fmt(t.min)}-${fmt(t.max)})` : '—');
+  return [c.fs === 'dm-vm' ? `${c.name} †` : c.name, c.fsText ?? c.fs, cell(c.write), c.meta ? cell(c.meta) : 'not measured', c.prepare ? fmt(c.prepare.median) : '—'];
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const mode = argv.includes('--mode') ? argv[argv.indexOf('--mode') + 1] : 'quick';
@@ -118,9 +133,12 @@ async function main(): Promise<void> {
 
   // --- copy-up
   const cu = await read('copyup.json');
-  const cuJson = cu ? (JSON.parse(cu) as Array<{ name: string; fs: string; write: Timing; prepare: Timing }>) : undefined;
+  const cuJson = cu ? (JSON.parse(cu) as CopyupRow[]) : undefined;
   if (!cuJson) gaps.push('copy-up: no bench/results/copyup.json (bench/copyup.ts did not run or failed)');
-  else if (!cuJson.some((c) => c.name.startsWith('devmapper'))) gaps.push('copy-up: no devmapper figure (the dm VM was not available, see results/copyup.md)');
+  else {
+    if (!cuJson.some((c) => c.name.startsWith('devmapper'))) gaps.push('copy-up: no devmapper figure (the dm VM was not available, see results/copyup.md)');
+    if (cuJson.some((c) => !c.meta)) gaps.push('copy-up: no metadata-only (chmod) figures in bench/results/copyup.json (written by an older bench/copyup.ts)');
+  }
 
   // Which code was measured: the tree's commit, and whether it had uncommitted changes.
   const head = await sh('git', ['-C', REPO_DIR, 'rev-parse', '--short', 'HEAD']).then((x) => x.trim(), () => 'unknown');
@@ -158,11 +176,19 @@ async function main(): Promise<void> {
       ? markdownTable(['target / baseline', 'Write', 'Re-write', 'Read', 'Re-read', 'Random read', 'Random write', 'all six', 'all six, files ≥ 1 MiB'], iozRows)
       : '_not measured_',
     '',
-    '### Copy-up: one-byte write into a 1 GiB lower-layer file',
+    '### Copy-up: one-byte write and metadata-only change of a 1 GiB lower-layer file',
     '',
-    cuJson
-      ? markdownTable(['driver', 'filesystem', 'write incl. copy-up (ms)', 'prepare of the child (ms)'], cuJson.map((c) => [c.name, c.fs, `${fmt(c.write.median)} (${fmt(c.write.min)}-${fmt(c.write.max)})`, fmt(c.prepare.median)]))
-      : '_not measured_',
+    'Each change in a fresh child snapshot of the committed file, cache dropped: write = open(O_WRONLY) + 1 byte + fsync; ' +
+      'metadata only = chmod + fsync. Median (min-max) ms. Details: [copyup.md](results/copyup.md).',
+    '',
+    cuJson ? markdownTable(['driver', 'filesystem', 'write incl. copy-up (ms)', 'metadata only: chmod (ms)', 'prepare of the child (ms)'], cuJson.map(copyupRow)) : '_not measured_',
+    ...(cuJson?.some((c) => c.fs === 'dm-vm')
+      ? [
+          '',
+          '† measured inside the device-mapper VM (user-mode Linux; this host\'s kernel has no device-mapper): not comparable with ' +
+            'the host rows; compare devmapper with bare-vm, the same changes on the VM\'s bare disk, where nothing is copied.',
+        ]
+      : []),
     '',
     '### Not measured / caveats',
     '',
