@@ -1,8 +1,9 @@
 /**
  * gc: removes what no image or snapshot references, as `docker image prune` / `podman
- * image prune` do after `rmi` (which removes the record only; shared layers stay).
+ * image prune` do (`tslayer rmi` frees what only the image it removes used; gc also frees
+ * what `rmi --no-prune` left, dead temporaries and interrupted downloads).
  *
- * The rules (also in store/README.md, "gc"):
+ * The rules (also in store/README.md, "rmi and gc"):
  *
  *   Roots     every image record: its target; for an index every manifest (and nested
  *             index) of it that is in the store; for each manifest its config and layers;
@@ -33,10 +34,20 @@
  * Snapshots of every driver that has data under ROOT/snapshots/ are collected; a driver
  * that cannot be opened here (devmapper without its pool, btrfs not mounted) is left as it
  * is and reported. Blobs do not depend on snapshots, so they are collected regardless.
+ *
+ * removeImage (`tslayer rmi`) is a targeted collection by the same rules, under the same
+ * exclusive lock: it removes one image record and then, of what that image referenced,
+ * the blobs and committed snapshots that no other root keeps (as `docker rmi` and `podman
+ * rmi` delete the layers no other image uses). Everything else, unreferenced or not, is
+ * left to gc. Order: the record first, then snapshot records, then data (see
+ * src/care/free.ts), so a crash at any point leaves only what gc and cleanup remove.
+ *
+ * Removal of snapshots, for gc and rmi: src/care/free.ts (records in one transaction,
+ * directory trees freed in parallel).
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isErrno, isFailedPrecondition, isNotFound, TslayerError } from '../errors.js';
+import { isErrno, isNotFound, notFound, TslayerError } from '../errors.js';
 import { chainIds as chainIdsOf } from '../image/chainid.js';
 import { LABEL_COMMIT } from '../image/commit.js';
 import type { Descriptor } from '../image/descriptor.js';
@@ -45,10 +56,11 @@ import { readConfig, readManifestOrIndex } from '../image/documents.js';
 import { isIndexType, isManifestType } from '../image/mediatype.js';
 import { ownerAlive } from '../image/owner.js';
 import { LABEL_UNPACK, LABEL_UNPACK_OWNER } from '../image/unpack.js';
-import { listImages, type ImageRecord } from '../metadata/index.js';
-import { DRIVER_NAMES, openSnapshotter, type DriverName, type Info, type Kind, type Snapshotter } from '../snapshot/index.js';
+import { deleteImage, getImage, listImages, type ImageRecord } from '../metadata/index.js';
+import { DRIVER_NAMES, openSnapshotter, type DriverName, type Info, type Kind, type StorageSnapshotter } from '../snapshot/index.js';
 import { ContainerdMounts } from '../serve/mounts.js';
 import type { Store } from '../store.js';
+import { removeSnapshots } from './free.js';
 import { withGcExclusive } from './gc-lock.js';
 
 export { withGcShared, withGcExclusive, gcLockPath, GC_LOCK_FILE, type GcLockHost, type GcLockOptions } from './gc-lock.js';
@@ -125,24 +137,35 @@ async function collect(store: Store, opts: GcOptions): Promise<GcReport> {
   const report: GcReport = { root: store.root, dryRun, blobs: [], snapshots: [], bytes: 0, ingests: 0, links: 0, skipped: [] };
 
   // Everything is read before anything is removed: a damaged document stops gc here.
-  const roots = await imageRoots(store, warn);
+  let roots: GcRoots;
+  try {
+    roots = await imageRoots(store, warn);
+  } catch (e) {
+    if (!(e instanceof DamagedDocument)) throw e;
+    throw new TslayerError(
+      'FAILED_PRECONDITION',
+      `gc removed nothing: ${e.message} (run \`tslayer fsck --repair\`, then pull the image again or \`tslayer rmi\` it)`,
+      { cause: e.cause },
+    );
+  }
   const explicit = opts.drivers !== undefined;
   const drivers = opts.drivers ?? (await presentDrivers(store));
 
+  const freeing: Array<Promise<void>> = [];
   for (const driver of drivers) {
     opts.signal?.throwIfAborted();
     try {
-      report.snapshots.push(...(await collectSnapshots(store, driver, roots, opts, warn)));
+      const r = await collectSnapshots(store, driver, roots, opts, warn);
+      report.snapshots.push(...r.snapshots);
+      freeing.push(r.freed);
     } catch (e) {
       if (explicit || !(e instanceof Error) || e.name === 'AbortError') throw e;
       report.skipped.push({ driver, reason: e.message });
       warn(`snapshots of driver ${driver} were left as they are: ${e.message}`);
     }
   }
-  if (!dryRun && drivers.includes('overlay')) {
-    report.links = await new ContainerdMounts(store.snapshotsDir('overlay')).prune();
-  }
 
+  // While the snapshot trees are being freed (freeing never rejects).
   for await (const blob of store.content.walk()) {
     opts.signal?.throwIfAborted();
     if (roots.blobs.has(blob.digest)) continue;
@@ -157,6 +180,12 @@ async function collect(store: Store, opts: GcOptions): Promise<GcReport> {
     report.blobs.push(blob);
     report.bytes += blob.size;
   }
+  await Promise.all(freeing);
+
+  // A short link dangles once its snapshot's storage is gone: after the freeing.
+  if (!dryRun && drivers.includes('overlay')) {
+    report.links = await new ContainerdMounts(store.snapshotsDir('overlay')).prune();
+  }
 
   // No writer runs while we hold the lock exclusively, so every ingest is an interrupted one.
   const before = await countIngests(store);
@@ -168,18 +197,179 @@ async function collect(store: Store, opts: GcOptions): Promise<GcReport> {
   return report;
 }
 
+// ------------------------------------------------------------------------ rmi
+
+export interface RmiOptions {
+  /** Remove the record only (`docker rmi --no-prune`): its blobs and snapshots stay until gc. */
+  noPrune?: boolean;
+  /** The image as the user named it, for messages (default: the full reference). */
+  display?: string;
+  /** As GcOptions.drivers: whose snapshots are freed (default every driver with data; one that fails to open is skipped). */
+  drivers?: DriverName[];
+  driverOptions?: Record<string, unknown>;
+  signal?: AbortSignal;
+  /** Called once when rmi has waited more than a second for operations in progress (it takes gc's lock). */
+  onWait?: () => void;
+  /** Told about what does not fail rmi (a driver skipped, a document of the image that cannot be read). */
+  warn?: (message: string) => void;
+}
+
+export interface RmiReport {
+  /** The removed record's full reference. */
+  ref: string;
+  /** Its target's digest. */
+  digest: Digest;
+  /** False with noPrune: only the record was removed. */
+  pruned: boolean;
+  /** Blobs removed: what the image referenced (manifests, config, layers) and no other image does. */
+  blobs: GcBlob[];
+  /** Committed snapshots removed: the image's layers that no other image, no active or view snapshot and nothing of containerd's keeps. */
+  snapshots: GcSnapshot[];
+  /** Total size of `blobs`. */
+  bytes: number;
+  /** Drivers whose snapshots were left as they were, and why. */
+  skipped: Array<{ driver: string; reason: string }>;
+}
+
+/**
+ * `tslayer rmi`: removes image record `name` (a full reference) and then, unless
+ * `noPrune`, what it referenced that nothing else keeps, by gc's rules and under gc's
+ * exclusive lock (see the file comment). NOT_FOUND when there is no such record.
+ */
+export async function removeImage(store: Store, name: string, opts: RmiOptions = {}): Promise<RmiReport> {
+  const missing = () => notFound(`image ${opts.display ?? name} not found in ${store.root}`);
+  if (opts.noPrune) {
+    const record = await store.metadata.transaction(async (tx) => {
+      const r = await getImage(tx, name);
+      if (!r) throw missing();
+      deleteImage(tx, name);
+      return r;
+    });
+    return { ref: record.name, digest: record.target.digest, pruned: false, blobs: [], snapshots: [], bytes: 0, skipped: [] };
+  }
+  // An image that is not there needs no lock, and no wait for a pull in progress.
+  if (!(await store.metadata.read((tx) => getImage(tx, name)))) throw missing();
+  return withGcExclusive(store, () => prune(store, name, opts, missing), { signal: opts.signal, onWait: opts.onWait });
+}
+
+async function prune(store: Store, name: string, opts: RmiOptions, missing: () => Error): Promise<RmiReport> {
+  const warn = opts.warn ?? (() => undefined);
+  const display = opts.display ?? name;
+
+  // Read everything before removing anything. Under the lock nothing adds a reference
+  // meanwhile: pull, import, commit and mount's unpack hold it shared.
+  const records = await store.metadata.read((tx) => listImages(tx));
+  const record = records.find((r) => r.name === name);
+  if (!record) throw missing(); // an `rmi --no-prune` (which takes no lock) was first
+  let roots: GcRoots;
+  try {
+    roots = await rootsOf(store, records.filter((r) => r !== record), warn);
+  } catch (e) {
+    if (!(e instanceof DamagedDocument)) throw e;
+    throw new TslayerError(
+      'FAILED_PRECONDITION',
+      `rmi removed nothing: ${e.message}, so is what ${display} shares with it ` +
+        `(run \`tslayer fsck --repair\`, then pull that image again or \`tslayer rmi\` it; ` +
+        `or \`tslayer rmi --no-prune ${display}\` to remove the record only)`,
+      { cause: e.cause },
+    );
+  }
+  // What this image references, as far as its documents can be read: its own damage
+  // only means that less is freed now (gc frees the rest, the record being gone).
+  const mine: GcRoots = { blobs: new Set(), chainIds: new Set() };
+  const unread: string[] = [];
+  try {
+    await markRecord(store, record, mine, (m) => unread.push(m));
+  } catch (e) {
+    if (!(e instanceof DamagedDocument)) throw e;
+    unread.push(e.why);
+  }
+  if (unread.length > 0) warn(`${unread[0]}; what the image referenced beyond that is left for \`tslayer gc\``);
+
+  const report: RmiReport = { ref: record.name, digest: record.target.digest, pruned: true, blobs: [], snapshots: [], bytes: 0, skipped: [] };
+
+  // The record first: from here on a crash leaves only what gc and cleanup remove.
+  await store.metadata.transaction(async (tx) => deleteImage(tx, name));
+
+  const chainIds = new Set([...mine.chainIds].filter((c) => !roots.chainIds.has(c)));
+  const explicit = opts.drivers !== undefined;
+  const drivers = chainIds.size === 0 ? [] : (opts.drivers ?? (await presentDrivers(store)));
+  const freeing: Array<Promise<void>> = [];
+  for (const driver of drivers) {
+    opts.signal?.throwIfAborted();
+    try {
+      const r = await pruneSnapshots(store, driver, chainIds, opts, warn);
+      report.snapshots.push(...r.snapshots);
+      freeing.push(r.freed);
+    } catch (e) {
+      if (explicit || !(e instanceof Error) || e.name === 'AbortError') throw e;
+      report.skipped.push({ driver, reason: e.message });
+      warn(`snapshots of driver ${driver} were left as they are: ${e.message}`);
+    }
+  }
+
+  // While the snapshot trees are being freed (freeing never rejects).
+  for (const digest of mine.blobs) {
+    if (roots.blobs.has(digest)) continue;
+    try {
+      const blob = await store.content.stat(digest);
+      await store.content.delete(digest);
+      report.blobs.push(blob);
+      report.bytes += blob.size;
+    } catch (e) {
+      if (!isNotFound(e)) throw e; // never stored (another platform of an index), or removed meanwhile
+    }
+  }
+  await Promise.all(freeing);
+  return report;
+}
+
+/** Removes the committed snapshots named in `chainIds` that nothing keeps, from one driver. */
+async function pruneSnapshots(
+  store: Store,
+  driver: DriverName,
+  chainIds: Set<string>,
+  opts: RmiOptions,
+  warn: (message: string) => void,
+): Promise<{ snapshots: GcSnapshot[]; freed: Promise<void> }> {
+  // No debris cleanup on open: that is gc's business, and rmi should be quick.
+  const sn = await openSnapshotter(store, driver, { namespace: OWN_NAMESPACE, driverOptions: opts.driverOptions, warn, cleanup: false });
+  try {
+    const infos: Info[] = [];
+    await sn.walk((i) => void infos.push(i));
+    const byName = new Map(infos.map((i) => [i.name, i]));
+    // Every temporary stays here, a dead one too (gc removes those): so do their parents.
+    const keep = keptNames(infos, byName, new Map(), (name) => !chainIds.has(name));
+    const doomed = infos.filter((i) => i.kind === 'committed' && chainIds.has(i.name) && !keep.has(i.name));
+    return await removeInOrder(store, sn, driver, orderForRemoval(doomed, byName, new Map()), new Map(), opts.signal, warn);
+  } finally {
+    await sn.close();
+  }
+}
+
 // ------------------------------------------------------------------------ image roots
 
 /** Blobs and chain ids the image records reference (see the file comment). */
 export async function imageRoots(store: Store, warn: (message: string) => void = () => undefined): Promise<GcRoots> {
-  const roots: GcRoots = { blobs: new Set(), chainIds: new Set() };
   const records = await store.metadata.read((tx) => listImages(tx));
-  for (const record of records) {
-    // The chosen platform manifest first, so that its absence is told (as an index's child it would not be).
-    if (record.manifest) await markDocument(store, record, record.manifest, roots, warn, 0);
-    await markDocument(store, record, record.target, roots, warn, 0);
-  }
+  return rootsOf(store, records, warn);
+}
+
+/**
+ * Blobs and chain ids that `records` reference. A document that cannot be read (corrupt,
+ * unparseable) throws a FAILED_PRECONDITION naming the image; a missing one is told to
+ * `warn` and skipped.
+ */
+export async function rootsOf(store: Store, records: ImageRecord[], warn: (message: string) => void = () => undefined): Promise<GcRoots> {
+  const roots: GcRoots = { blobs: new Set(), chainIds: new Set() };
+  for (const record of records) await markRecord(store, record, roots, warn);
   return roots;
+}
+
+async function markRecord(store: Store, record: ImageRecord, roots: GcRoots, warn: (message: string) => void): Promise<void> {
+  // The chosen platform manifest first, so that its absence is told (as an index's child it would not be).
+  if (record.manifest) await markDocument(store, record, record.manifest, roots, warn, 0);
+  await markDocument(store, record, record.target, roots, warn, 0);
 }
 
 /** Marks a manifest or index and what it references, reading it when it is in the store. */
@@ -244,12 +434,16 @@ function refuseWith(record: ImageRecord, e: unknown): unknown {
 }
 
 function refuse(record: ImageRecord, why: string, cause?: unknown): TslayerError {
-  return new TslayerError(
-    'FAILED_PRECONDITION',
-    `gc removed nothing: image ${record.name}: ${why}; what it references is unknown ` +
-      '(run `tslayer fsck --repair`, then pull the image again or `tslayer rmi` it)',
-    { cause },
-  );
+  return new DamagedDocument(record, why, cause);
+}
+
+/** A document of `record` that cannot be read: what it references is unknown. gc and rmi say what to do. */
+class DamagedDocument extends TslayerError {
+  readonly why: string;
+  constructor(record: ImageRecord, why: string, cause?: unknown) {
+    super('FAILED_PRECONDITION', `image ${record.name}: ${why}; what it references is unknown`, { cause });
+    this.why = `image ${record.name}: ${why}`;
+  }
 }
 
 // ------------------------------------------------------------------------ snapshots
@@ -265,13 +459,64 @@ export function isContainerdSnapshot(info: Info): boolean {
   return CONTAINERD_KEY.test(info.name) || Object.keys(info.labels).some((k) => k.startsWith('containerd.io/'));
 }
 
+/**
+ * The snapshots that stay, each with its parent chain: containerd's; every active or view
+ * snapshot that is not in `stale`; and every committed one that `referenced` says an
+ * image uses.
+ */
+function keptNames(
+  infos: Info[],
+  byName: Map<string, Info>,
+  stale: ReadonlyMap<string, unknown>,
+  referenced: (name: string) => boolean,
+): Set<string> {
+  const keep = new Set<string>();
+  const keepChain = (name: string | undefined) => {
+    while (name !== undefined && !keep.has(name)) {
+      keep.add(name);
+      name = byName.get(name)?.parent;
+    }
+  };
+  for (const info of infos) {
+    if (isContainerdSnapshot(info)) keepChain(info.name);
+    else if (stale.has(info.name)) continue;
+    else if (info.kind !== 'committed' || referenced(info.name)) keepChain(info.name);
+  }
+  return keep;
+}
+
+/**
+ * Temporaries first (active and view snapshots have no children), then committed
+ * snapshots deepest first, so that each one's children are gone before it.
+ */
+function orderForRemoval(doomed: Info[], byName: Map<string, Info>, stale: ReadonlyMap<string, unknown>): Info[] {
+  const depths = new Map<string, number>();
+  const depth = (i: Info): number => {
+    let d = depths.get(i.name);
+    if (d === undefined) {
+      // Iterative for deep chains: walk up to a known depth, then fill in on the way down.
+      const path: Info[] = [];
+      let at: Info | undefined = i;
+      while (at !== undefined && !depths.has(at.name)) {
+        path.push(at);
+        at = at.parent === undefined ? undefined : byName.get(at.parent);
+      }
+      let base = at === undefined ? 0 : depths.get(at.name)! + 1;
+      for (const p of path.reverse()) depths.set(p.name, base++);
+      d = depths.get(i.name)!;
+    }
+    return d;
+  };
+  return [...doomed].sort((a, b) => Number(stale.has(b.name)) - Number(stale.has(a.name)) || depth(b) - depth(a));
+}
+
 async function collectSnapshots(
   store: Store,
   driver: DriverName,
   roots: GcRoots,
   opts: GcOptions,
   warn: (message: string) => void,
-): Promise<GcSnapshot[]> {
+): Promise<{ snapshots: GcSnapshot[]; freed: Promise<void> }> {
   const dryRun = opts.dryRun === true;
   const sn = await openSnapshotter(store, driver, {
     namespace: OWN_NAMESPACE,
@@ -289,48 +534,31 @@ async function collectSnapshots(
       const reason = await staleReason(info);
       if (reason) stale.set(info.name, reason);
     }
-
-    const keep = new Set<string>();
-    const keepChain = (name: string | undefined) => {
-      while (name !== undefined && !keep.has(name)) {
-        keep.add(name);
-        name = byName.get(name)?.parent;
-      }
-    };
-    for (const info of infos) {
-      if (isContainerdSnapshot(info)) keepChain(info.name);
-      else if (stale.has(info.name)) continue;
-      else if (info.kind !== 'committed' || roots.chainIds.has(info.name)) keepChain(info.name);
-    }
-
-    // Temporaries first (active and view snapshots have no children), then committed
-    // snapshots deepest first, so that each one's children are gone before it.
-    const depths = new Map<string, number>();
-    const depth = (i: Info): number => {
-      let d = depths.get(i.name);
-      if (d === undefined) {
-        // Iterative for deep chains: walk up to a known depth, then fill in on the way down.
-        const path: Info[] = [];
-        let at: Info | undefined = i;
-        while (at !== undefined && !depths.has(at.name)) {
-          path.push(at);
-          at = at.parent === undefined ? undefined : byName.get(at.parent);
-        }
-        let base = at === undefined ? 0 : depths.get(at.name)! + 1;
-        for (const p of path.reverse()) depths.set(p.name, base++);
-        d = depths.get(i.name)!;
-      }
-      return d;
-    };
-    const doomed = infos
-      .filter((i) => !keep.has(i.name))
-      .sort((a, b) => Number(stale.has(b.name)) - Number(stale.has(a.name)) || depth(b) - depth(a));
-    const entry = (i: Info): GcSnapshot => ({ driver, name: i.name, kind: i.kind, reason: stale.get(i.name) ?? 'unreferenced' });
-    if (dryRun) return doomed.map(entry);
-    return await removeAll(sn, doomed, entry, opts.signal);
+    const keep = keptNames(infos, byName, stale, (name) => roots.chainIds.has(name));
+    const doomed = orderForRemoval(infos.filter((i) => !keep.has(i.name)), byName, stale);
+    if (dryRun) return { snapshots: doomed.map((i) => gcEntry(driver, i, stale)), freed: Promise.resolve() };
+    return await removeInOrder(store, sn, driver, doomed, stale, opts.signal, warn);
   } finally {
     await sn.close();
   }
+}
+
+function gcEntry(driver: string, i: Info, stale: ReadonlyMap<string, GcSnapshotReason>): GcSnapshot {
+  return { driver, name: i.name, kind: i.kind, reason: stale.get(i.name) ?? 'unreferenced' };
+}
+
+/** Removes `doomed` (in removal order) with src/care/free.ts; reports what went. */
+async function removeInOrder(
+  store: Store,
+  sn: StorageSnapshotter,
+  driver: string,
+  doomed: Info[],
+  stale: ReadonlyMap<string, GcSnapshotReason>,
+  signal: AbortSignal | undefined,
+  warn: (message: string) => void,
+): Promise<{ snapshots: GcSnapshot[]; freed: Promise<void> }> {
+  const { removed, freed } = await removeSnapshots(store, sn, doomed, { signal, warn });
+  return { snapshots: removed.map((i) => gcEntry(driver, i, stale)), freed };
 }
 
 /** Why a temporary snapshot is debris, or undefined when it is not (or may still be in use). */
@@ -340,35 +568,6 @@ async function staleReason(info: Info): Promise<GcSnapshotReason | undefined> {
   if (info.labels[LABEL_UNPACK] !== undefined && owner !== undefined && !(await ownerAlive(owner))) return 'stale-unpack';
   if (info.labels[LABEL_COMMIT] !== undefined) return 'stale-commit';
   return undefined;
-}
-
-/** Removes in order, round after round, until a round removes nothing more. */
-async function removeAll(
-  sn: Snapshotter,
-  doomed: Info[],
-  entry: (i: Info) => GcSnapshot,
-  signal: AbortSignal | undefined,
-): Promise<GcSnapshot[]> {
-  const removed: GcSnapshot[] = [];
-  let left = doomed;
-  while (left.length > 0) {
-    const next: Info[] = [];
-    for (const info of left) {
-      signal?.throwIfAborted();
-      try {
-        await sn.remove(info.name);
-        removed.push(entry(info));
-      } catch (e) {
-        if (isNotFound(e)) continue; // removed by someone else meanwhile
-        if (!isFailedPrecondition(e)) throw e;
-        next.push(info); // still has a child: try again after the others
-      }
-    }
-    // A child gc does not know of (made since it listed) keeps its parent: stop there.
-    if (next.length === left.length) break;
-    left = next;
-  }
-  return removed;
 }
 
 async function countIngests(store: Store): Promise<number> {

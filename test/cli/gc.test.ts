@@ -1,5 +1,6 @@
-// `tslayer rmi` + `tslayer gc` as docker/podman users know them: rmi removes the record,
-// gc then frees the blobs and committed snapshots nothing references. Real CLI, real
+// `tslayer rmi --no-prune` + `tslayer gc` as docker/podman users know them: rmi --no-prune
+// removes the record, gc then frees the blobs and committed snapshots nothing references.
+// (Plain `tslayer rmi` frees what the image alone used at once: test/cli/rmi.test.ts.) Real CLI, real
 // registry, real store, real mounts; the lock against operations in progress is held by
 // real other processes.
 import assert from 'node:assert/strict';
@@ -32,7 +33,7 @@ function started(run: Promise<CliResult>): { done: () => boolean; result: Promis
   return { done: () => finished, result };
 }
 
-describe('tslayer rmi + gc', () => {
+describe('tslayer rmi --no-prune + gc', () => {
   let reg: RunningRegistry;
   let dir: string;
   let root: string;
@@ -108,10 +109,10 @@ describe('tslayer rmi + gc', () => {
     assert.deepEqual(await snapshotNames(), [...new Set([...chainOf(imgA), ...chainOf(imgB)])].sort());
   });
 
-  it('rmi removes the record only; gc --dry-run lists what gc would remove and removes nothing', async () => {
+  it('rmi --no-prune removes the record only; gc --dry-run lists what gc would remove and removes nothing', async () => {
     const blobsBefore = await allBlobs();
     const snapsBefore = await snapshotNames();
-    await ok('rmi', refA);
+    await ok('rmi', '--no-prune', refA);
     assert.deepEqual(await allBlobs(), blobsBefore, 'rmi leaves the blobs');
     assert.deepEqual(await snapshotNames(), snapsBefore, 'rmi leaves the snapshots');
 
@@ -147,7 +148,7 @@ describe('tslayer rmi + gc', () => {
   it('an active snapshot keeps its parent chain after rmi of its image (the blobs go) and still mounts', async () => {
     const key = await mountAndRead(refB, { 'app/b': 'only in B\n' }, ['--name', 'keep-b']);
     assert.equal(key, 'keep-b');
-    await ok('rmi', refB);
+    await ok('rmi', '--no-prune', refB);
     const r = await gcJson();
     assert.deepEqual(r.blobs.map((b) => b.digest).sort(), [...blobsOf(imgB)].sort(), 'every blob of B goes');
     assert.equal(r.bytes, r.blobs.reduce((n, b) => n + b.size, 0));
@@ -269,7 +270,7 @@ describe('tslayer rmi + gc', () => {
     const nativeKey = (await ok('--driver', 'native', 'mount', ref, await mkTarget(), '--readonly')).trim();
     await ok('umount', lastTarget);
     await ok('--driver', 'native', 'snapshots', 'rm', nativeKey);
-    await ok('rmi', ref);
+    await ok('rmi', '--no-prune', ref);
     const r = await gcJson();
     const byDriver = (d: string) => r.snapshots.filter((s) => s.driver === d).map((s) => s.name);
     assert.deepEqual(byDriver('overlay'), [...chainOf(imgA)].reverse());

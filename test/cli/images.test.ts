@@ -99,16 +99,27 @@ describe('tslayer images and rmi', () => {
   it('rmi deletes the record named by a short ref, and images no longer lists it', async () => {
     const r = await runCli(['--root', root, 'rmi', 'busybox']);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'Untagged: busybox:latest\n');
+    // Its manifest is stored and no other image uses it: it goes too (its config and layers never were).
+    assert.match(r.stdout, /^Untagged: busybox:latest\nDeleted: 1 blob \(\d+ B\), 0 snapshots\n$/);
     assert.equal(await store.metadata.read((tx) => getImage(tx, 'docker.io/library/busybox:latest')), undefined);
     const j = JSON.parse((await runCli(['--root', root, '--json', 'images'])).stdout) as JsonImage[];
     assert.deepEqual(j.map((e) => e.ref), ['127.0.0.1:5000/team/app:v1']);
   });
 
-  it('--json rmi prints the removed ref and digest as one JSON document', async () => {
+  it('--json rmi prints the removed ref and digest, and what it freed, as one JSON document', async () => {
     const r = await runCli(['--root', root, '--json', 'rmi', '127.0.0.1:5000/team/app:v1']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { ref: '127.0.0.1:5000/team/app:v1', digest: sha('not stored') });
+    // Its documents are not stored: nothing to free (and a warning says so).
+    assert.deepEqual(JSON.parse(r.stdout), {
+      ref: '127.0.0.1:5000/team/app:v1',
+      digest: sha('not stored'),
+      pruned: true,
+      blobs: [],
+      snapshots: [],
+      bytes: 0,
+      skipped: [],
+    });
+    assert.match(r.stderr, /^tslayer: rmi: warning: image 127\.0\.0\.1:5000\/team\/app:v1: sha256:\w+ is not in the content store/);
   });
 
   it('colour: none when piped, forced by FORCE_COLOR, and NO_COLOR wins over a plain pipe', async () => {

@@ -1,7 +1,7 @@
 // tslayer gc [--dry-run]: remove what no image or snapshot references (src/care/gc.ts has
-// the rules). After `tslayer rmi`, which removes the record only, this frees the blobs and
-// committed snapshots nothing else uses, as `docker image prune` does. Waits (saying so
-// after a second) while a pull, import or commit is in progress.
+// the rules), as `docker image prune` does: what `tslayer rmi --no-prune` left, dead
+// temporaries, interrupted downloads (plain `tslayer rmi` frees its image's own layers at
+// once). Waits (saying so after a second) while a pull, import or commit is in progress.
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { formatBytes, writeJson } from '../output.js';
