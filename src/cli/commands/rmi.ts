@@ -15,7 +15,7 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('rmi')
-    .description("remove an image and the blobs and layer snapshots no other image or snapshot uses")
+    .description('remove an image and the blobs and layer snapshots only it uses (--no-prune: the record only)')
     .argument('<ref>', 'image reference', referenceArg)
     .option('--no-prune', 'remove the image record only; its blobs and snapshots stay until `tslayer gc`')
     .addHelpText(
