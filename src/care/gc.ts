@@ -49,13 +49,12 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isErrno, isNotFound, notFound, TslayerError } from '../errors.js';
 import { chainIds as chainIdsOf } from '../image/chainid.js';
-import { LABEL_COMMIT } from '../image/commit.js';
 import type { Descriptor } from '../image/descriptor.js';
 import type { Digest } from '../image/digest.js';
 import { readConfig, readManifestOrIndex } from '../image/documents.js';
 import { isIndexType, isManifestType } from '../image/mediatype.js';
 import { ownerAlive } from '../image/owner.js';
-import { LABEL_UNPACK, LABEL_UNPACK_OWNER } from '../image/unpack.js';
+import { LABEL_COMMIT, LABEL_UNPACK, LABEL_UNPACK_OWNER } from '../image/labels.js';
 import { deleteImage, getImage, listImages, type ImageRecord } from '../metadata/index.js';
 import { DRIVER_NAMES, openSnapshotter, type DriverName, type Info, type Kind, type StorageSnapshotter } from '../snapshot/index.js';
 import { ContainerdMounts } from '../serve/mounts.js';
@@ -199,19 +198,11 @@ async function collect(store: Store, opts: GcOptions): Promise<GcReport> {
 
 // ------------------------------------------------------------------------ rmi
 
-export interface RmiOptions {
+export interface RmiOptions extends Pick<GcOptions, 'drivers' | 'driverOptions' | 'signal' | 'onWait' | 'warn'> {
   /** Remove the record only (`docker rmi --no-prune`): its blobs and snapshots stay until gc. */
   noPrune?: boolean;
   /** The image as the user named it, for messages (default: the full reference). */
   display?: string;
-  /** As GcOptions.drivers: whose snapshots are freed (default every driver with data; one that fails to open is skipped). */
-  drivers?: DriverName[];
-  driverOptions?: Record<string, unknown>;
-  signal?: AbortSignal;
-  /** Called once when rmi has waited more than a second for operations in progress (it takes gc's lock). */
-  onWait?: () => void;
-  /** Told about what does not fail rmi (a driver skipped, a document of the image that cannot be read). */
-  warn?: (message: string) => void;
 }
 
 export interface RmiReport {

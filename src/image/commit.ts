@@ -48,12 +48,10 @@ import { loadImage, type LocalImage } from './local.js';
 import { MediaType, type Compression } from './mediatype.js';
 import { recordImage } from './record.js';
 import { formatReference, parseReference, type Reference } from './reference.js';
-import { LABEL_DIFF_ID, LABEL_IMAGE } from './labels.js';
+import { LABEL_COMMIT, LABEL_DIFF_ID, LABEL_IMAGE } from './labels.js';
 import { writeLayer } from './layer-writer.js';
 
-export { LABEL_IMAGE } from './labels.js';
-/** Label on the temporary snapshot a commit fills: the key whose change it holds. */
-export const LABEL_COMMIT = 'tslayer.io/commit';
+export { LABEL_COMMIT, LABEL_IMAGE };
 
 export const COMMITTED_BY = 'tslayer commit';
 

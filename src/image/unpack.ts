@@ -47,7 +47,7 @@ import { checkLayersMatch } from './config.js';
 import type { Descriptor, ImageConfig, Manifest } from './descriptor.js';
 import type { Digest } from './digest.js';
 import { layerCompression, type Compression } from './mediatype.js';
-import { LABEL_DIFF_ID } from './labels.js';
+import { LABEL_DIFF_ID, LABEL_UNPACK, LABEL_UNPACK_OWNER } from './labels.js';
 import { ownerAlive, ownerToken } from './owner.js';
 
 /**
@@ -105,13 +105,7 @@ export interface UnpackResult {
   resumedBytes: number;
 }
 
-/**
- * Labels on snapshots made here. The temporary ones say which chain they were for and
- * which process made them (so a later run can remove those of a killed process).
- */
-export const LABEL_UNPACK = 'tslayer.io/unpack';
-export const LABEL_UNPACK_OWNER = 'tslayer.io/unpack.owner';
-export { LABEL_DIFF_ID };
+export { LABEL_DIFF_ID, LABEL_UNPACK, LABEL_UNPACK_OWNER };
 
 interface Layer {
   index: number;
